@@ -1,0 +1,83 @@
+"""Project endpoints: create, list and read."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotate.access import get_project_for_user
+from annotate.models import Project
+from annotate.selectors import project_counts, projects_for_user
+from annotate.services import project_create, user_can_create_projects
+
+
+class ProjectOutput(serializers.ModelSerializer):
+    role = serializers.CharField(source="viewer_role", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Project
+        fields = [
+            "slug",
+            "name",
+            "guidelines",
+            "guideline_version",
+            "overlap_stage1",
+            "overlap_stage2",
+            "lease_seconds",
+            "gold_rate",
+            "gold_min_items",
+            "gold_accuracy_threshold",
+            "max_pairs_per_prompt",
+            "created_at",
+            "role",
+        ]
+
+
+class ProjectDetailOutput(ProjectOutput):
+    counts = serializers.SerializerMethodField()
+
+    class Meta(ProjectOutput.Meta):
+        fields = [*ProjectOutput.Meta.fields, "counts"]
+
+    def get_counts(self, project: Project) -> dict[str, int]:
+        return project_counts(project)
+
+
+class ProjectListCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        slug = serializers.SlugField(max_length=64)
+        name = serializers.CharField(max_length=200)
+        guidelines = serializers.CharField(required=False, allow_blank=True)
+        overlap_stage1 = serializers.IntegerField(required=False, min_value=1, max_value=50)
+        overlap_stage2 = serializers.IntegerField(required=False, min_value=1, max_value=50)
+        lease_seconds = serializers.IntegerField(required=False, min_value=30, max_value=86400)
+        gold_rate = serializers.FloatField(required=False, min_value=0, max_value=1)
+        gold_min_items = serializers.IntegerField(required=False, min_value=1, max_value=1000)
+        gold_accuracy_threshold = serializers.FloatField(required=False, min_value=0, max_value=1)
+        max_pairs_per_prompt = serializers.IntegerField(required=False, min_value=1, allow_null=True)
+
+    @extend_schema(responses=ProjectOutput(many=True))
+    def get(self, request: Request) -> Response:
+        projects = projects_for_user(request.user)
+        return Response(ProjectOutput(projects, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: ProjectDetailOutput})
+    def post(self, request: Request) -> Response:
+        if not user_can_create_projects(request.user):
+            raise PermissionDenied("Only admins and researchers can create projects.")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = project_create(created_by=request.user, **data.validated_data)
+        project = get_project_for_user(request.user, project.slug)
+        return Response(ProjectDetailOutput(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(APIView):
+    @extend_schema(responses=ProjectDetailOutput)
+    def get(self, request: Request, slug: str) -> Response:
+        project = get_project_for_user(request.user, slug)
+        return Response(ProjectDetailOutput(project).data)

@@ -1,0 +1,358 @@
+"""The annotation domain: projects and their members, the data to label, the work queue and the labels.
+
+Invariants live in the database as named constraints so that no code path (a service, the admin, a
+bulk import, a race between two workers) can break them.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from annotate.categories import ALL_CATEGORIES_MASK
+
+
+class Role(models.TextChoices):
+    ANNOTATOR = "annotator", "Annotator"
+    ADMIN = "admin", "Admin"
+    RESEARCHER = "researcher", "Researcher"
+
+
+class Stage(models.IntegerChoices):
+    CLASSIFY = 1, "Stage 1: harm classification"
+    RANK = 2, "Stage 2: preference ranking"
+
+
+class Project(models.Model):
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    guidelines = models.TextField(blank=True, help_text="Markdown shown to workers beside every task.")
+    guideline_version = models.PositiveIntegerField(
+        default=1, help_text="Bumped by admins when the guidelines change; every label records it."
+    )
+    overlap_stage1 = models.PositiveSmallIntegerField(default=3, help_text="Distinct workers per QA pair.")
+    overlap_stage2 = models.PositiveSmallIntegerField(default=3, help_text="Distinct workers per response pair.")
+    lease_seconds = models.PositiveIntegerField(default=600, help_text="How long a claimed task stays reserved.")
+    gold_rate = models.FloatField(default=0.1, help_text="Share of tasks served from gold items (0 to 1).")
+    gold_min_items = models.PositiveSmallIntegerField(
+        default=5, help_text="Gold items a worker must answer before their gold accuracy is judged."
+    )
+    gold_accuracy_threshold = models.FloatField(
+        default=0.7, help_text="Workers under this gold accuracy are flagged for the admin."
+    )
+    max_pairs_per_prompt = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Cap on stage-2 response pairs created per prompt (empty = all pairs)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(
+                name="project_overlap_positive", condition=Q(overlap_stage1__gte=1) & Q(overlap_stage2__gte=1)
+            ),
+            models.CheckConstraint(name="project_gold_rate_0_1", condition=Q(gold_rate__gte=0, gold_rate__lte=1)),
+            models.CheckConstraint(
+                name="project_gold_threshold_0_1",
+                condition=Q(gold_accuracy_threshold__gte=0, gold_accuracy_threshold__lte=1),
+            ),
+            models.CheckConstraint(name="project_lease_min_30s", condition=Q(lease_seconds__gte=30)),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    def overlap_for(self, stage: int) -> int:
+        return self.overlap_stage1 if stage == Stage.CLASSIFY else self.overlap_stage2
+
+
+class Membership(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="membership_one_role_per_project"),
+            models.CheckConstraint(name="membership_role_valid", condition=Q(role__in=Role.values)),
+        ]
+        # Serves "projects this user belongs to" (the project list and every access check).
+        indexes = [models.Index(fields=["user", "project"], name="membership_user_project")]
+
+    def __str__(self) -> str:
+        return f"{self.user} as {self.role} in {self.project}"
+
+
+class Prompt(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    text = models.TextField()
+    content_hash = models.CharField(max_length=64, help_text="sha256 of the text; deduplicates within a project.")
+    category_id = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Harm category the prompt was written for (BeaverTails-Evaluation)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "content_hash"], name="prompt_unique_per_project"),
+            models.CheckConstraint(
+                name="prompt_category_id_range", condition=Q(category_id__isnull=True) | Q(category_id__lte=13)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:60]
+
+
+class QAPair(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="qa_pairs")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="qa_pairs")
+    response = models.TextField()
+    source = models.CharField(max_length=200, blank=True, help_text="The model that answered, if known.")
+    content_hash = models.CharField(max_length=64, help_text="sha256 of prompt and response; deduplicates.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "QA pair"
+        constraints = [
+            models.UniqueConstraint(fields=["project", "content_hash"], name="qapair_unique_per_project"),
+        ]
+        # Serves "the responses of this prompt" (stage-2 pair creation).
+        indexes = [models.Index(fields=["prompt"], name="qapair_prompt")]
+
+    def __str__(self) -> str:
+        return self.response[:60]
+
+
+class ResponsePair(models.Model):
+    """Two QA pairs of the same prompt, stored in canonical order (lower id first).
+
+    Labels refer to the canonical order (0 = qa_a, 1 = qa_b); the order a worker saw is recorded on
+    the assignment, so a randomised display never reads as disagreement.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="response_pairs")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="response_pairs")
+    qa_a = models.ForeignKey(QAPair, on_delete=models.CASCADE, related_name="+")
+    qa_b = models.ForeignKey(QAPair, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["qa_a", "qa_b"], name="responsepair_unique"),
+            models.CheckConstraint(name="responsepair_canonical_order", condition=Q(qa_a__lt=F("qa_b"))),
+        ]
+
+    def __str__(self) -> str:
+        return f"pair {self.qa_a_id}/{self.qa_b_id}"
+
+
+class WorkItem(models.Model):
+    """One unit of work in a stage's queue: a QA pair (stage 1) or a response pair (stage 2).
+
+    `taken` counts live leases plus submitted labels and never exceeds the stage's overlap; `is_open`
+    (taken < overlap) is kept by the assignment services so the next-task query reads a partial index
+    of open items instead of scanning the project.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="work_items")
+    stage = models.PositiveSmallIntegerField(choices=Stage.choices)
+    qa_pair = models.OneToOneField(QAPair, null=True, blank=True, on_delete=models.CASCADE, related_name="work_item")
+    response_pair = models.OneToOneField(
+        ResponsePair, null=True, blank=True, on_delete=models.CASCADE, related_name="work_item"
+    )
+    is_gold = models.BooleanField(default=False)
+    taken = models.PositiveSmallIntegerField(default=0)
+    labels_count = models.PositiveSmallIntegerField(default=0)
+    is_open = models.BooleanField(default=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                name="workitem_target_matches_stage",
+                condition=(
+                    Q(stage=Stage.CLASSIFY, qa_pair__isnull=False, response_pair__isnull=True)
+                    | Q(stage=Stage.RANK, qa_pair__isnull=True, response_pair__isnull=False)
+                ),
+            ),
+            models.CheckConstraint(name="workitem_labels_within_taken", condition=Q(labels_count__lte=F("taken"))),
+        ]
+        indexes = [
+            # Serves the next-task query: open items of one project and stage, fullest first
+            # (breadth-first over overlap), oldest first; gold and regular items are drawn separately.
+            models.Index(
+                F("project"),
+                F("stage"),
+                F("is_gold"),
+                F("taken").desc(),
+                F("id"),
+                name="workitem_open_queue",
+                condition=Q(is_open=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"stage {self.stage} item {self.pk}"
+
+
+class Assignment(models.Model):
+    """A worker's lease on a work item, and what became of it (submitted, skipped or expired)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
+    work_item = models.ForeignKey(WorkItem, on_delete=models.CASCADE, related_name="assignments")
+    worker = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    stage = models.PositiveSmallIntegerField(choices=Stage.choices)
+    leased_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    skipped_at = models.DateTimeField(null=True, blank=True)
+    skip_reason = models.CharField(max_length=500, blank=True)
+    swapped = models.BooleanField(
+        default=False, help_text="Stage 2: the worker saw qa_b as response A (display order randomised)."
+    )
+
+    class Meta:
+        constraints = [
+            # A worker never gets the same item twice.
+            models.UniqueConstraint(fields=["work_item", "worker"], name="assignment_once_per_worker"),
+            models.CheckConstraint(name="assignment_expires_after_lease", condition=Q(expires_at__gt=F("leased_at"))),
+            models.CheckConstraint(
+                name="assignment_not_both_submitted_and_skipped",
+                condition=Q(submitted_at__isnull=True) | Q(skipped_at__isnull=True),
+            ),
+        ]
+        indexes = [
+            # Serves "this worker's live lease in this project and stage" (reload-safe next task).
+            models.Index(
+                fields=["worker", "project", "stage"],
+                name="assignment_worker_live",
+                condition=Q(submitted_at__isnull=True, skipped_at__isnull=True),
+            ),
+            # Serves the expiry sweep that returns lapsed leases to the pool.
+            models.Index(
+                fields=["expires_at"],
+                name="assignment_live_expiry",
+                condition=Q(submitted_at__isnull=True, skipped_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"assignment {self.pk} of item {self.work_item_id} to {self.worker_id}"
+
+
+class Stage1Label(models.Model):
+    """A worker's harm classification of one QA pair. Safe iff no category is set."""
+
+    qa_pair = models.ForeignKey(QAPair, on_delete=models.CASCADE, related_name="stage1_labels")
+    worker = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stage1_labels")
+    assignment = models.OneToOneField(
+        Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="stage1_label"
+    )
+    categories = models.PositiveIntegerField(help_text="Bit mask over the 14 harm categories (bit i = category_id i).")
+    is_safe = models.BooleanField()
+    guideline_version = models.PositiveIntegerField()
+    time_on_task_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["qa_pair", "worker"], name="stage1label_one_per_worker"),
+            models.CheckConstraint(
+                name="stage1label_categories_in_range", condition=Q(categories__lte=ALL_CATEGORIES_MASK)
+            ),
+            models.CheckConstraint(
+                name="stage1label_safe_iff_no_category",
+                condition=Q(is_safe=True, categories=0) | Q(is_safe=False, categories__gt=0),
+            ),
+        ]
+
+
+class Stage2Label(models.Model):
+    """A worker's preference on one response pair, in the pair's canonical order (0 = qa_a)."""
+
+    response_pair = models.ForeignKey(ResponsePair, on_delete=models.CASCADE, related_name="stage2_labels")
+    worker = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stage2_labels")
+    assignment = models.OneToOneField(
+        Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="stage2_label"
+    )
+    better = models.PositiveSmallIntegerField(help_text="0 = qa_a is more helpful, 1 = qa_b.")
+    safer = models.PositiveSmallIntegerField(help_text="0 = qa_a is more harmless, 1 = qa_b.")
+    guideline_version = models.PositiveIntegerField()
+    time_on_task_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["response_pair", "worker"], name="stage2label_one_per_worker"),
+            models.CheckConstraint(name="stage2label_better_0_1", condition=Q(better__in=[0, 1])),
+            models.CheckConstraint(name="stage2label_safer_0_1", condition=Q(safer__in=[0, 1])),
+        ]
+
+
+class GoldStage1Label(models.Model):
+    """The expert answer for a QA pair (from an import of a labelled file, or set by a researcher)."""
+
+    qa_pair = models.OneToOneField(QAPair, on_delete=models.CASCADE, related_name="gold")
+    categories = models.PositiveIntegerField()
+    is_safe = models.BooleanField()
+    source = models.CharField(max_length=200, help_text="Where the expert label came from (file, researcher).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                name="goldstage1_categories_in_range", condition=Q(categories__lte=ALL_CATEGORIES_MASK)
+            ),
+            # PKU-SafeRLHF gives only a safe/unsafe verdict; an unsafe row with no known category is
+            # allowed (categories = 0, is_safe = False), a safe row with a category is not.
+            models.CheckConstraint(
+                name="goldstage1_safe_has_no_category", condition=Q(is_safe=False) | Q(categories=0)
+            ),
+        ]
+
+
+class GoldStage2Label(models.Model):
+    """The expert preference for a response pair, in canonical order."""
+
+    response_pair = models.OneToOneField(ResponsePair, on_delete=models.CASCADE, related_name="gold")
+    better = models.PositiveSmallIntegerField()
+    safer = models.PositiveSmallIntegerField()
+    source = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(name="goldstage2_better_0_1", condition=Q(better__in=[0, 1])),
+            models.CheckConstraint(name="goldstage2_safer_0_1", condition=Q(safer__in=[0, 1])),
+        ]
+
+
+class ImportRecord(models.Model):
+    """One import run: what was asked, what it added, and the errors when it was refused."""
+
+    class Status(models.TextChoices):
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="imports")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    filename = models.CharField(max_length=500)
+    format = models.CharField(max_length=32)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    counts = models.JSONField(default=dict)
+    errors = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
