@@ -171,6 +171,12 @@ class WorkItem(models.Model):
     labels_count = models.PositiveSmallIntegerField(default=0)
     is_open = models.BooleanField(default=True)
     settled_at = models.DateTimeField(null=True, blank=True)
+    # The settled consensus (majority over the overlap's labels), kept on the item so that stage 2 and
+    # the exports read it without re-counting votes. Stage 1: category mask and is_safe; stage 2: 0/1.
+    consensus_categories = models.PositiveIntegerField(null=True, blank=True)
+    consensus_safe = models.BooleanField(null=True, blank=True)
+    consensus_better = models.PositiveSmallIntegerField(null=True, blank=True)
+    consensus_safer = models.PositiveSmallIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -202,13 +208,27 @@ class WorkItem(models.Model):
         return f"stage {self.stage} item {self.pk}"
 
 
+class AssignmentStatus(models.TextChoices):
+    LEASED = "leased", "Leased"
+    SUBMITTED = "submitted", "Submitted"
+    SKIPPED = "skipped", "Skipped"
+    EXPIRED = "expired", "Expired"
+
+
 class Assignment(models.Model):
-    """A worker's lease on a work item, and what became of it (submitted, skipped or expired)."""
+    """A worker's lease on a work item, and what became of it.
+
+    A `leased` assignment holds one of the item's overlap slots until it is submitted (the slot becomes
+    the label), skipped or expired (the slot goes back to the pool).
+    """
+
+    Status = AssignmentStatus
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
     work_item = models.ForeignKey(WorkItem, on_delete=models.CASCADE, related_name="assignments")
     worker = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
     stage = models.PositiveSmallIntegerField(choices=Stage.choices)
+    status = models.CharField(max_length=16, choices=AssignmentStatus.choices, default=AssignmentStatus.LEASED)
     leased_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     submitted_at = models.DateTimeField(null=True, blank=True)
@@ -222,25 +242,25 @@ class Assignment(models.Model):
         constraints = [
             # A worker never gets the same item twice.
             models.UniqueConstraint(fields=["work_item", "worker"], name="assignment_once_per_worker"),
+            models.CheckConstraint(name="assignment_status_valid", condition=Q(status__in=AssignmentStatus.values)),
             models.CheckConstraint(name="assignment_expires_after_lease", condition=Q(expires_at__gt=F("leased_at"))),
             models.CheckConstraint(
-                name="assignment_not_both_submitted_and_skipped",
-                condition=Q(submitted_at__isnull=True) | Q(skipped_at__isnull=True),
+                name="assignment_submitted_has_time",
+                condition=~Q(status="submitted") | Q(submitted_at__isnull=False),
+            ),
+            models.CheckConstraint(
+                name="assignment_skipped_has_time", condition=~Q(status="skipped") | Q(skipped_at__isnull=False)
             ),
         ]
         indexes = [
             # Serves "this worker's live lease in this project and stage" (reload-safe next task).
             models.Index(
-                fields=["worker", "project", "stage"],
-                name="assignment_worker_live",
-                condition=Q(submitted_at__isnull=True, skipped_at__isnull=True),
+                fields=["worker", "project", "stage"], name="assignment_worker_live", condition=Q(status="leased")
             ),
             # Serves the expiry sweep that returns lapsed leases to the pool.
-            models.Index(
-                fields=["expires_at"],
-                name="assignment_live_expiry",
-                condition=Q(submitted_at__isnull=True, skipped_at__isnull=True),
-            ),
+            models.Index(fields=["expires_at"], name="assignment_live_expiry", condition=Q(status="leased")),
+            # Serves the worker's progress strip (labels today) and per-worker statistics.
+            models.Index(fields=["worker", "project", "submitted_at"], name="assignment_worker_submitted"),
         ]
 
     def __str__(self) -> str:
