@@ -10,7 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from annotate.models import Membership, Project, Role
+from annotate.models import Assignment, Membership, Project, Role
 
 AnyUser = AbstractBaseUser | AnonymousUser
 
@@ -39,3 +39,23 @@ def get_project_for_user(user: AnyUser, slug: str, *, roles: Iterable[str] | Non
         raise PermissionDenied(f"Your role in this project ({role}) does not allow this.")
     project.viewer_role = role  # type: ignore[attr-defined]
     return project
+
+
+def get_assignment_for_worker(user: AnyUser, assignment_id: int) -> Assignment:
+    """The worker's own assignment with what it shows; anyone else's (or none) is a 404."""
+    if not user.is_authenticated:
+        raise Http404("No such assignment.")
+    assignment = (
+        Assignment.objects.select_related(
+            "project",
+            "work_item__qa_pair__prompt",
+            "work_item__response_pair__prompt",
+            "work_item__response_pair__qa_a",
+            "work_item__response_pair__qa_b",
+        )
+        .filter(pk=assignment_id, worker_id=user.pk)
+        .first()
+    )
+    if assignment is None:
+        raise Http404("No such assignment.")
+    return assignment

@@ -177,6 +177,9 @@ class WorkItem(models.Model):
     consensus_safe = models.BooleanField(null=True, blank=True)
     consensus_better = models.PositiveSmallIntegerField(null=True, blank=True)
     consensus_safer = models.PositiveSmallIntegerField(null=True, blank=True)
+    needs_adjudication = models.BooleanField(
+        default=False, help_text="All labels are in but they do not settle (a tie, or an inconsistent majority)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,10 +1,13 @@
 from django.urls import path
 
-from annotate.api import projects
+from annotate.api import projects, tasks
 
 app_name = "annotate-api"
 
 urlpatterns = [
     path("projects/", projects.ProjectListCreateApi.as_view(), name="project-list"),
     path("projects/<slug:slug>/", projects.ProjectDetailApi.as_view(), name="project-detail"),
+    path("projects/<slug:slug>/tasks/next/", tasks.NextTaskApi.as_view(), name="task-next"),
+    path("assignments/<int:assignment_id>/submit/", tasks.SubmitApi.as_view(), name="assignment-submit"),
+    path("assignments/<int:assignment_id>/skip/", tasks.SkipApi.as_view(), name="assignment-skip"),
 ]

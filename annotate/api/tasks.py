@@ -1,0 +1,80 @@
+"""The worker loop: next task, submit, skip. Each endpoint is one small view calling a service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotate.access import LABEL_ROLES, get_assignment_for_worker, get_project_for_user
+from annotate.assignment import assignment_claim, assignment_skip, label_submit
+from annotate.models import Stage
+from annotate.selectors import assignment_view
+
+
+class AssignmentOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    stage = serializers.IntegerField()
+    status = serializers.CharField()
+    leased_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    item = serializers.DictField(
+        help_text="Stage 1: {prompt, response}. Stage 2: {prompt, responses: [{id, text, is_safe}] in display order}."
+    )
+
+
+def _assignment_response(assignment: Any, code: int = status.HTTP_200_OK) -> Response:
+    return Response(AssignmentOutput(assignment_view(assignment)).data, status=code)
+
+
+class NextTaskApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        stage = serializers.ChoiceField(choices=Stage.values)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: AssignmentOutput, 204: OpenApiResponse(description="Nothing left for this worker.")},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        project = get_project_for_user(request.user, slug, roles=LABEL_ROLES)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        assignment = assignment_claim(project=project, worker=request.user, stage=data.validated_data["stage"])
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return _assignment_response(get_assignment_for_worker(request.user, assignment.pk))
+
+
+class SubmitApi(APIView):
+    @extend_schema(
+        request=inline_serializer(
+            "SubmitInput",
+            {
+                "categories": serializers.ListField(child=serializers.CharField(), required=False),
+                "better_response_id": serializers.IntegerField(required=False),
+                "safer_response_id": serializers.IntegerField(required=False),
+            },
+        ),
+        responses={200: AssignmentOutput},
+    )
+    def post(self, request: Request, assignment_id: int) -> Response:
+        assignment = get_assignment_for_worker(request.user, assignment_id)
+        label_submit(assignment=assignment, payload=dict(request.data))
+        return _assignment_response(get_assignment_for_worker(request.user, assignment_id))
+
+
+class SkipApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=500)
+
+    @extend_schema(request=InputSerializer, responses={200: AssignmentOutput})
+    def post(self, request: Request, assignment_id: int) -> Response:
+        assignment = get_assignment_for_worker(request.user, assignment_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        assignment_skip(assignment=assignment, reason=data.validated_data["reason"])
+        return _assignment_response(get_assignment_for_worker(request.user, assignment_id))

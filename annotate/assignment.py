@@ -1,0 +1,401 @@
+"""The assignment engine: leases, overlap, gold mixing, labels and settling. See docs/assignment.md.
+
+Slot accounting: `WorkItem.taken` counts live leases plus submitted labels. A claim takes a slot with a
+conditional UPDATE (`taken < overlap`), so no item ever holds more than `overlap` leases and labels
+together, whatever the interleaving; a skip or an expired lease gives its slot back. `is_open` mirrors
+`taken < overlap` and feeds a partial index, so the next-task query never scans settled work.
+
+Lock order everywhere: assignment rows first, then the work item. Claims lock the item row with
+`SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite runs write transactions one at a time
+(IMMEDIATE mode), which makes the same conditional update safe there.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from itertools import combinations
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import Case, Exists, F, OuterRef, Value, When
+from django.utils import timezone
+
+from annotate.categories import UnknownCategoryError, mask_from_keys
+from annotate.models import (
+    Assignment,
+    AssignmentStatus,
+    Project,
+    QAPair,
+    ResponsePair,
+    Stage,
+    Stage1Label,
+    Stage2Label,
+    WorkItem,
+)
+
+# Random draws go through one module-level generator so tests can seed it.
+rng = random.Random()
+
+
+class SlotTaken(ValidationError):
+    """The lease lapsed and its slot went to another worker: the label cannot be accepted."""
+
+
+# --- claiming -------------------------------------------------------------------------------------
+
+
+def _next_open_item(*, project: Project, stage: int, worker_id: int, is_gold: bool) -> WorkItem | None:
+    """The first open item of one pool that this worker never had, fullest first, locked for us."""
+    already_had = Assignment.objects.filter(work_item=OuterRef("pk"), worker_id=worker_id)
+    queue = (
+        WorkItem.objects.filter(project=project, stage=stage, is_gold=is_gold, is_open=True)
+        .exclude(Exists(already_had))
+        .order_by("-taken", "id")
+    )
+    if connection.features.has_select_for_update_skip_locked:
+        queue = queue.select_for_update(skip_locked=True, of=("self",))
+    return queue.first()
+
+
+def _take_slot(*, item_id: int, overlap: int) -> bool:
+    """Take one overlap slot if one is free; False when another writer got there first."""
+    return bool(
+        WorkItem.objects.filter(pk=item_id, taken__lt=overlap).update(
+            taken=F("taken") + 1,
+            # SET reads the row as it was: taken + 1 < overlap  <=>  taken < overlap - 1.
+            is_open=Case(When(taken__lt=overlap - 1, then=Value(True)), default=Value(False)),
+        )
+    )
+
+
+def _pool_order(project: Project) -> tuple[bool, bool]:
+    """Gold first with probability gold_rate, so gold items arrive unannounced among regular ones."""
+    return (True, False) if rng.random() < project.gold_rate else (False, True)
+
+
+def _live_lease(*, project: Project, worker_id: int, stage: int) -> Assignment | None:
+    return (
+        Assignment.objects.select_for_update()
+        .filter(project=project, worker_id=worker_id, stage=stage, status=AssignmentStatus.LEASED)
+        .order_by("id")
+        .first()
+    )
+
+
+def _claim_from_pools(*, project: Project, worker_id: int, stage: int) -> WorkItem | None:
+    overlap = project.overlap_for(stage)
+    for is_gold in _pool_order(project):
+        item = _next_open_item(project=project, stage=stage, worker_id=worker_id, is_gold=is_gold)
+        # The row is locked (PostgreSQL) or the transaction runs alone (SQLite), so the conditional
+        # update only fails if the index and the counters disagree; it then falls through, never over.
+        if item is not None and _take_slot(item_id=item.pk, overlap=overlap):
+            return item
+    return None
+
+
+@transaction.atomic
+def assignment_claim(*, project: Project, worker: Any, stage: int, now: datetime | None = None) -> Assignment | None:
+    """The worker's next task in a stage, or None when nothing is left for them.
+
+    Asking again while holding a live lease returns that same lease (renewed if it lapsed but was not
+    yet swept), so a reload never burns a slot.
+    """
+    now = now or timezone.now()
+    lease_length = timedelta(seconds=project.lease_seconds)
+    live = _live_lease(project=project, worker_id=worker.pk, stage=stage)
+    if live is not None:
+        if live.expires_at <= now:
+            live.expires_at = now + lease_length
+            live.save(update_fields=["expires_at"])
+        return live
+
+    item = _claim_from_pools(project=project, worker_id=worker.pk, stage=stage)
+    if item is None and assignment_release_expired(now=now, project=project):
+        item = _claim_from_pools(project=project, worker_id=worker.pk, stage=stage)
+    if item is None:
+        return None
+    return Assignment.objects.create(
+        project=project,
+        work_item=item,
+        worker=worker,
+        stage=stage,
+        leased_at=now,
+        expires_at=now + lease_length,
+        swapped=stage == Stage.RANK and rng.random() < 0.5,
+    )
+
+
+# --- releasing slots ------------------------------------------------------------------------------
+
+
+def _give_back_slots(item_counts: Counter[int]) -> None:
+    for item_id, count in item_counts.items():
+        WorkItem.objects.filter(pk=item_id).update(taken=F("taken") - count, is_open=True)
+
+
+@transaction.atomic
+def assignment_release_expired(*, now: datetime | None = None, project: Project | None = None, limit: int = 5000) -> int:
+    """Return the slots of lapsed leases to the pool; the number of leases released."""
+    now = now or timezone.now()
+    lapsed = Assignment.objects.filter(status=AssignmentStatus.LEASED, expires_at__lte=now)
+    if project is not None:
+        lapsed = lapsed.filter(project=project)
+    if connection.features.has_select_for_update_skip_locked:
+        lapsed = lapsed.select_for_update(skip_locked=True)
+    rows = list(lapsed.order_by("id").values_list("id", "work_item_id")[:limit])
+    if not rows:
+        return 0
+    Assignment.objects.filter(pk__in=[pk for pk, _ in rows]).update(status=AssignmentStatus.EXPIRED)
+    _give_back_slots(Counter(item_id for _, item_id in rows))
+    return len(rows)
+
+
+@transaction.atomic
+def assignment_skip(*, assignment: Assignment, reason: str, now: datetime | None = None) -> Assignment:
+    """Record a skip with its reason; the slot goes to another worker."""
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError({"reason": ["Say why you skip this task."]})
+    assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
+    if assignment.status == AssignmentStatus.SUBMITTED:
+        raise ValidationError("This task was already submitted; it cannot be skipped.")
+    if assignment.status == AssignmentStatus.SKIPPED:
+        return assignment
+    held_slot = assignment.status == AssignmentStatus.LEASED
+    assignment.status = AssignmentStatus.SKIPPED
+    assignment.skipped_at = now or timezone.now()
+    assignment.skip_reason = reason[:500]
+    assignment.save(update_fields=["status", "skipped_at", "skip_reason"])
+    if held_slot:
+        _give_back_slots(Counter({assignment.work_item_id: 1}))
+    return assignment
+
+
+# --- submitting -----------------------------------------------------------------------------------
+
+
+def _parse_categories(categories: Any) -> int:
+    if not isinstance(categories, list) or not all(isinstance(key, str) for key in categories):
+        raise ValidationError({"categories": ["A list of harm category keys (empty for safe)."]})
+    try:
+        return mask_from_keys(categories)
+    except UnknownCategoryError as exc:
+        raise ValidationError({"categories": [str(exc)]}) from None
+
+
+def _parse_choice(payload: dict[str, Any], field: str) -> int:
+    value = payload.get(field)
+    if isinstance(value, bool) or value not in (0, 1):
+        raise ValidationError({field: ["Must be 0 or 1 (the response as shown: 0 = A, 1 = B)."]})
+    return int(value)
+
+
+def known_safety(qa_pair_ids: Sequence[int]) -> dict[int, bool]:
+    """Stage-1 safety per QA pair: the settled consensus, else the expert (gold) label."""
+    safety: dict[int, bool] = {}
+    rows = QAPair.objects.filter(pk__in=qa_pair_ids).values_list(
+        "pk", "work_item__settled_at", "work_item__consensus_safe", "gold__is_safe"
+    )
+    for pk, settled_at, consensus_safe, gold_safe in rows:
+        if settled_at is not None and consensus_safe is not None:
+            safety[pk] = consensus_safe
+        elif gold_safe is not None:
+            safety[pk] = gold_safe
+    return safety
+
+
+def _check_harmless_invariant(pair: ResponsePair, safer: int) -> None:
+    safety = known_safety([pair.qa_a_id, pair.qa_b_id])
+    safe_a, safe_b = safety.get(pair.qa_a_id), safety.get(pair.qa_b_id)
+    if safe_a is None or safe_b is None or safe_a == safe_b:
+        return
+    safe_side = 0 if safe_a else 1
+    if safer != safe_side:
+        raise ValidationError(
+            {"safer_response_id": ["Exactly one response is safe, so it must be the more harmless one."]}
+        )
+
+
+def _reacquire_lapsed_slot(assignment: Assignment, project: Project) -> None:
+    """A late submit on a swept lease is accepted only if the item still has a free slot."""
+    if not _take_slot(item_id=assignment.work_item_id, overlap=project.overlap_for(assignment.stage)):
+        raise SlotTaken(
+            "Your lease on this task expired and its place was given to another worker; "
+            "your answer was not recorded. Ask for the next task."
+        )
+
+
+def _time_on_task_ms(assignment: Assignment, now: datetime) -> int:
+    return max(0, int((now - assignment.leased_at).total_seconds() * 1000))
+
+
+def _write_stage1_label(assignment: Assignment, payload: dict[str, Any], version: int, now: datetime) -> None:
+    mask = _parse_categories(payload.get("categories"))
+    Stage1Label.objects.create(
+        qa_pair_id=assignment.work_item.qa_pair_id,
+        worker_id=assignment.worker_id,
+        assignment=assignment,
+        categories=mask,
+        is_safe=mask == 0,
+        guideline_version=version,
+        time_on_task_ms=_time_on_task_ms(assignment, now),
+    )
+
+
+def _canonical_choices(assignment: Assignment, payload: dict[str, Any]) -> tuple[int, int]:
+    """Map the ids the worker saw (0 = A, 1 = B) to the pair's canonical order."""
+    flip = 1 if assignment.swapped else 0
+    return _parse_choice(payload, "better_response_id") ^ flip, _parse_choice(payload, "safer_response_id") ^ flip
+
+
+def _write_stage2_label(assignment: Assignment, payload: dict[str, Any], version: int, now: datetime) -> None:
+    pair = assignment.work_item.response_pair
+    assert pair is not None
+    better, safer = _canonical_choices(assignment, payload)
+    _check_harmless_invariant(pair, safer)
+    Stage2Label.objects.create(
+        response_pair=pair,
+        worker_id=assignment.worker_id,
+        assignment=assignment,
+        better=better,
+        safer=safer,
+        guideline_version=version,
+        time_on_task_ms=_time_on_task_ms(assignment, now),
+    )
+
+
+@transaction.atomic
+def label_submit(*, assignment: Assignment, payload: dict[str, Any], now: datetime | None = None) -> Assignment:
+    """Store the worker's answer for a leased task; a second submit revises it until the item settles."""
+    now = now or timezone.now()
+    assignment = (
+        Assignment.objects.select_for_update(of=("self",))
+        .select_related("project", "work_item")
+        .get(pk=assignment.pk)
+    )
+    if assignment.status == AssignmentStatus.SUBMITTED:
+        label_revise(assignment=assignment, payload=payload)
+        return assignment
+    if assignment.status == AssignmentStatus.SKIPPED:
+        raise ValidationError("This task was skipped; ask for the next task.")
+    project = assignment.project
+    if assignment.status == AssignmentStatus.EXPIRED:
+        _reacquire_lapsed_slot(assignment, project)
+    writer = _write_stage1_label if assignment.stage == Stage.CLASSIFY else _write_stage2_label
+    writer(assignment, payload, project.guideline_version, now)
+    assignment.status = AssignmentStatus.SUBMITTED
+    assignment.submitted_at = now
+    assignment.save(update_fields=["status", "submitted_at"])
+    WorkItem.objects.filter(pk=assignment.work_item_id).update(labels_count=F("labels_count") + 1)
+    item = WorkItem.objects.get(pk=assignment.work_item_id)
+    if item.labels_count >= project.overlap_for(item.stage) and item.settled_at is None:
+        work_item_settle(item=item, project=project, now=now)
+    return assignment
+
+
+@transaction.atomic
+def label_revise(*, assignment: Assignment, payload: dict[str, Any]) -> None:
+    """Change a submitted answer while its item is not settled (settled consensus is final)."""
+    item = WorkItem.objects.select_for_update().get(pk=assignment.work_item_id)
+    if item.settled_at is not None or item.needs_adjudication:
+        raise ValidationError("This item is already settled; its labels can no longer be changed.")
+    if assignment.stage == Stage.CLASSIFY:
+        mask = _parse_categories(payload.get("categories"))
+        Stage1Label.objects.filter(assignment=assignment).update(categories=mask, is_safe=mask == 0, updated_at=timezone.now())
+        return
+    pair = item.response_pair
+    assert pair is not None
+    better, safer = _canonical_choices(assignment, payload)
+    _check_harmless_invariant(pair, safer)
+    Stage2Label.objects.filter(assignment=assignment).update(better=better, safer=safer, updated_at=timezone.now())
+
+
+# --- settling -------------------------------------------------------------------------------------
+
+
+def majority(votes: Iterable[int]) -> int | None:
+    """The value more than half the votes agree on, or None (a tie or a split)."""
+    counts = Counter(votes)
+    total = sum(counts.values())
+    if not total:
+        return None
+    value, count = counts.most_common(1)[0]
+    return value if count * 2 > total else None
+
+
+def stage1_consensus(masks: Sequence[int]) -> tuple[int, bool] | None:
+    """Per-category majority and is_safe majority; None when they disagree or is_safe ties."""
+    safe = majority(int(mask == 0) for mask in masks)
+    if safe is None:
+        return None
+    consensus_mask = 0
+    for bit in range(14):
+        if majority(int(bool(mask & (1 << bit))) for mask in masks) == 1:
+            consensus_mask |= 1 << bit
+    # An "unsafe" majority that agrees on no category (or the reverse) cannot be exported as a
+    # BeaverTails row, whose is_safe is derived from its categories: it goes to adjudication.
+    if bool(safe) != (consensus_mask == 0):
+        return None
+    return consensus_mask, bool(safe)
+
+
+def _settle_stage1(item: WorkItem, now: datetime) -> bool:
+    masks = list(Stage1Label.objects.filter(qa_pair_id=item.qa_pair_id).values_list("categories", flat=True))
+    consensus = stage1_consensus(masks)
+    if consensus is None:
+        return False
+    item.consensus_categories, item.consensus_safe = consensus
+    return True
+
+
+def _settle_stage2(item: WorkItem, now: datetime) -> bool:
+    votes = list(Stage2Label.objects.filter(response_pair_id=item.response_pair_id).values_list("better", "safer"))
+    better = majority(b for b, _ in votes)
+    safer = majority(s for _, s in votes)
+    if better is None or safer is None:
+        return False
+    item.consensus_better, item.consensus_safer = better, safer
+    return True
+
+
+def work_item_settle(*, item: WorkItem, project: Project, now: datetime) -> None:
+    settle = _settle_stage1 if item.stage == Stage.CLASSIFY else _settle_stage2
+    if not settle(item, now):
+        item.needs_adjudication = True
+        item.save(update_fields=["needs_adjudication"])
+        return
+    item.settled_at = now
+    item.save(
+        update_fields=[
+            "settled_at",
+            "consensus_categories",
+            "consensus_safe",
+            "consensus_better",
+            "consensus_safer",
+        ]
+    )
+    if item.stage == Stage.CLASSIFY and item.qa_pair_id is not None:
+        response_pairs_create_for_prompt(project=project, prompt_id=item.qa_pair.prompt_id)
+
+
+def response_pairs_create_for_prompt(*, project: Project, prompt_id: int) -> list[ResponsePair]:
+    """Pair up the prompt's responses whose stage-1 consensus is settled and queue them for stage 2."""
+    settled_ids = sorted(
+        QAPair.objects.filter(prompt_id=prompt_id, work_item__settled_at__isnull=False).values_list("pk", flat=True)
+    )
+    existing = set(ResponsePair.objects.filter(prompt_id=prompt_id).values_list("qa_a_id", "qa_b_id"))
+    room = None if project.max_pairs_per_prompt is None else project.max_pairs_per_prompt - len(existing)
+    created: list[ResponsePair] = []
+    for qa_a, qa_b in combinations(settled_ids, 2):
+        if room is not None and len(created) >= room:
+            break
+        if (qa_a, qa_b) in existing:
+            continue
+        pair = ResponsePair.objects.create(project=project, prompt_id=prompt_id, qa_a_id=qa_a, qa_b_id=qa_b)
+        WorkItem.objects.create(project=project, stage=Stage.RANK, response_pair=pair)
+        created.append(pair)
+    return created
