@@ -1,0 +1,274 @@
+"""The assignment engine: overlap, leases, expiry, no repeats, breadth-first order, gold mixing, settling."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from annotate import assignment as engine
+from annotate.assignment import (
+    SlotTaken,
+    assignment_claim,
+    assignment_release_expired,
+    assignment_skip,
+    label_submit,
+    stage1_consensus,
+)
+from annotate.categories import mask_from_keys
+from annotate.models import Assignment, AssignmentStatus, GoldStage1Label, ResponsePair, Stage, Stage1Label, WorkItem
+from tests.factories import PromptFactory, QAPairFactory, Stage1WorkItemFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+UNSAFE = {"categories": ["privacy_violation"]}
+SAFE: dict[str, list[str]] = {"categories": []}
+
+
+def _items(project, n, **kwargs):
+    return [Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=PromptFactory(project=project)), **kwargs) for _ in range(n)]
+
+
+def _workers(n, prefix="w"):
+    return [UserFactory(username=f"{prefix}{i}") for i in range(n)]
+
+
+def _claim_submit(project, worker, payload=UNSAFE, stage=Stage.CLASSIFY):
+    lease = assignment_claim(project=project, worker=worker, stage=stage)
+    assert lease is not None
+    label_submit(assignment=lease, payload=payload)
+    return lease
+
+
+def test_each_item_gets_overlap_distinct_workers_and_no_more(project):
+    project.overlap_stage1 = 3
+    project.save()
+    (item,) = _items(project, 1)
+    workers = _workers(4)
+    for w in workers[:3]:
+        _claim_submit(project, w)
+    assert assignment_claim(project=project, worker=workers[3], stage=Stage.CLASSIFY) is None
+    item.refresh_from_db()
+    assert (item.taken, item.labels_count, item.is_open) == (3, 3, False)
+    assert Stage1Label.objects.filter(qa_pair=item.qa_pair).values("worker").distinct().count() == 3
+
+
+def test_a_worker_never_gets_the_same_item_twice(project, worker):
+    _items(project, 2)
+    first = _claim_submit(project, worker)
+    second = _claim_submit(project, worker)
+    assert first.work_item_id != second.work_item_id
+    assert assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY) is None
+
+
+def test_asking_again_with_a_live_lease_returns_the_same_lease(project, worker):
+    _items(project, 3)
+    first = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+    again = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+    assert first is not None and again is not None and first.pk == again.pk
+    assert WorkItem.objects.get(pk=first.work_item_id).taken == 1
+
+
+def test_in_progress_items_are_finished_before_new_ones(project):
+    items = _items(project, 5)
+    a, b = _workers(2)
+    first = _claim_submit(project, a)
+    # b is served the item a already started, not a fresh one.
+    assert assignment_claim(project=project, worker=b, stage=Stage.CLASSIFY).work_item_id == first.work_item_id
+    assert first.work_item_id == items[0].pk
+
+
+def test_an_expired_lease_returns_its_slot_to_the_pool(project):
+    project.overlap_stage1 = 1
+    project.save()
+    (item,) = _items(project, 1)
+    slow, fast = _workers(2)
+    lease = assignment_claim(project=project, worker=slow, stage=Stage.CLASSIFY)
+    assert assignment_claim(project=project, worker=fast, stage=Stage.CLASSIFY) is None
+    later = timezone.now() + timedelta(seconds=project.lease_seconds + 1)
+    assert assignment_release_expired(now=later) == 1
+    lease.refresh_from_db()
+    assert lease.status == AssignmentStatus.EXPIRED
+    taken_over = assignment_claim(project=project, worker=fast, stage=Stage.CLASSIFY)
+    assert taken_over is not None and taken_over.work_item_id == item.pk
+    label_submit(assignment=taken_over, payload=UNSAFE)
+    # The slow worker's late answer would over-fill the item: it is refused with a clear message.
+    with pytest.raises(SlotTaken, match="given to another worker"):
+        label_submit(assignment=lease, payload=UNSAFE)
+    assert Stage1Label.objects.count() == 1
+
+
+def test_a_late_submit_is_accepted_while_the_slot_is_still_free(project, worker):
+    (item,) = _items(project, 1)
+    lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+    assignment_release_expired(now=timezone.now() + timedelta(hours=1))
+    label_submit(assignment=lease, payload=SAFE)
+    item.refresh_from_db()
+    assert (item.taken, item.labels_count) == (1, 1)
+
+
+def test_a_claim_that_finds_nothing_sweeps_lapsed_leases_first(project):
+    project.overlap_stage1 = 1
+    project.save()
+    _items(project, 1)
+    slow, fast = _workers(2)
+    lease = assignment_claim(project=project, worker=slow, stage=Stage.CLASSIFY)
+    Assignment.objects.filter(pk=lease.pk).update(
+        leased_at=timezone.now() - timedelta(hours=2), expires_at=timezone.now() - timedelta(hours=1)
+    )
+    assert assignment_claim(project=project, worker=fast, stage=Stage.CLASSIFY) is not None
+
+
+def test_skip_records_the_reason_and_frees_the_slot(project):
+    project.overlap_stage1 = 1
+    project.save()
+    (item,) = _items(project, 1)
+    a, b = _workers(2)
+    lease = assignment_claim(project=project, worker=a, stage=Stage.CLASSIFY)
+    with pytest.raises(ValidationError):
+        assignment_skip(assignment=lease, reason="  ")
+    assignment_skip(assignment=lease, reason="I do not read this language")
+    lease.refresh_from_db()
+    assert lease.status == AssignmentStatus.SKIPPED and lease.skip_reason == "I do not read this language"
+    assert assignment_claim(project=project, worker=b, stage=Stage.CLASSIFY).work_item_id == item.pk
+    assert assignment_claim(project=project, worker=a, stage=Stage.CLASSIFY) is None
+
+
+def test_gold_items_are_mixed_in_at_the_gold_rate(project, worker, monkeypatch):
+    project.overlap_stage1 = 1
+    project.gold_rate = 0.25
+    project.save()
+    _items(project, 200)
+    _items(project, 200, is_gold=True)
+    engine.rng.seed(1234)
+    served_gold = 0
+    for _ in range(200):
+        lease = _claim_submit(project, worker)
+        served_gold += WorkItem.objects.get(pk=lease.work_item_id).is_gold
+    assert 30 <= served_gold <= 70  # 50 expected; a 4-sigma band
+
+
+def test_gold_rate_zero_still_serves_gold_when_nothing_else_is_left(project, worker):
+    project.gold_rate = 0.0
+    project.save()
+    (gold,) = _items(project, 1, is_gold=True)
+    assert assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY).work_item_id == gold.pk
+
+
+def test_unknown_category_is_refused(project, worker):
+    _items(project, 1)
+    lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+    with pytest.raises(ValidationError, match="unknown harm category"):
+        label_submit(assignment=lease, payload={"categories": ["not_a_category"]})
+    assert not Stage1Label.objects.exists()
+
+
+def test_time_on_task_and_guideline_version_are_recorded(project, worker):
+    project.guideline_version = 4
+    project.save()
+    _items(project, 1)
+    lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+    Assignment.objects.filter(pk=lease.pk).update(leased_at=timezone.now() - timedelta(seconds=7))
+    label_submit(assignment=lease, payload=UNSAFE)
+    label = Stage1Label.objects.get()
+    assert label.guideline_version == 4
+    assert 6_500 <= label.time_on_task_ms <= 60_000
+
+
+def test_a_worker_may_revise_until_the_item_settles(project):
+    (item,) = _items(project, 1)
+    a, b, c = _workers(3)
+    lease = _claim_submit(project, a, UNSAFE)
+    label_submit(assignment=lease, payload=SAFE)  # a second submit revises
+    assert Stage1Label.objects.get(worker=a).is_safe is True
+    _claim_submit(project, b, SAFE)
+    _claim_submit(project, c, SAFE)
+    item.refresh_from_db()
+    assert item.settled_at is not None and item.consensus_safe is True
+    with pytest.raises(ValidationError, match="settled"):
+        label_submit(assignment=lease, payload=UNSAFE)
+
+
+def test_stage1_consensus_is_a_majority_per_category():
+    privacy, theft = mask_from_keys(["privacy_violation"]), mask_from_keys(["financial_crime,property_crime,theft"])
+    assert stage1_consensus([privacy, privacy | theft, privacy]) == (privacy, False)
+    assert stage1_consensus([0, 0, privacy]) == (0, True)
+    # Unsafe by majority, but no category has a majority: not exportable, so not settled.
+    assert stage1_consensus([privacy, theft, mask_from_keys(["self_harm"])]) is None
+    assert stage1_consensus([0, privacy]) is None  # a tie
+
+
+def _settle_responses(project, prompt, verdicts):
+    """Three workers label each response of `prompt`; verdicts[i] is the payload for response i."""
+    qas = [QAPairFactory(prompt=prompt) for _ in verdicts]
+    for qa in qas:
+        Stage1WorkItemFactory(qa_pair=qa)
+    workers = _workers(3, prefix=f"s1-{prompt.pk}-")
+    for w in workers:
+        for verdict in verdicts:
+            _claim_submit(project, w, verdict)
+    return qas
+
+
+def test_settled_responses_of_a_prompt_are_paired_for_stage_2(project):
+    prompt = PromptFactory(project=project)
+    qa_safe, qa_unsafe, qa_third = _settle_responses(project, prompt, [SAFE, UNSAFE, SAFE])
+    pairs = ResponsePair.objects.filter(prompt=prompt)
+    assert pairs.count() == 3
+    assert all(p.qa_a_id < p.qa_b_id for p in pairs)
+    assert WorkItem.objects.filter(stage=Stage.RANK, response_pair__prompt=prompt).count() == 3
+
+
+def test_max_pairs_per_prompt_caps_stage_2_pairs(project):
+    project.max_pairs_per_prompt = 1
+    project.save()
+    prompt = PromptFactory(project=project)
+    _settle_responses(project, prompt, [SAFE, UNSAFE, SAFE])
+    assert ResponsePair.objects.filter(prompt=prompt).count() == 1
+
+
+def test_stage2_labels_are_stored_in_canonical_order_and_the_safe_one_must_be_safer(project, worker):
+    prompt = PromptFactory(project=project)
+    qa_safe, qa_unsafe = _settle_responses(project, prompt, [SAFE, UNSAFE])
+    pair = ResponsePair.objects.get(prompt=prompt)
+    assert (pair.qa_a_id, pair.qa_b_id) == (qa_safe.pk, qa_unsafe.pk)
+    lease = assignment_claim(project=project, worker=worker, stage=Stage.RANK)
+    shown_safe = 1 if lease.swapped else 0  # the display position of the safe response
+    with pytest.raises(ValidationError, match="more harmless"):
+        label_submit(assignment=lease, payload={"better_response_id": 0, "safer_response_id": 1 - shown_safe})
+    label_submit(assignment=lease, payload={"better_response_id": 1 - shown_safe, "safer_response_id": shown_safe})
+    label = pair.stage2_labels.get()
+    assert (label.better, label.safer) == (1, 0)  # canonical: qa_unsafe more helpful, qa_safe safer
+
+
+def test_display_order_is_randomised_per_assignment(project):
+    prompt = PromptFactory(project=project)
+    _settle_responses(project, prompt, [SAFE, SAFE])
+    project.overlap_stage2 = 40
+    project.save()
+    swaps = {assignment_claim(project=project, worker=w, stage=Stage.RANK).swapped for w in _workers(30, "r")}
+    assert swaps == {True, False}
+
+
+def test_gold_stage1_safety_counts_as_known_for_the_stage2_invariant(project, worker):
+    prompt = PromptFactory(project=project)
+    qa_a, qa_b = QAPairFactory(prompt=prompt), QAPairFactory(prompt=prompt)
+    GoldStage1Label.objects.create(qa_pair=qa_a, categories=0, is_safe=True, source="test")
+    GoldStage1Label.objects.create(qa_pair=qa_b, categories=0, is_safe=False, source="test")
+    pair = ResponsePair.objects.create(project=project, prompt=prompt, qa_a=qa_a, qa_b=qa_b)
+    WorkItem.objects.create(project=project, stage=Stage.RANK, response_pair=pair, is_gold=True)
+    lease = assignment_claim(project=project, worker=worker, stage=Stage.RANK)
+    unsafe_shown = 0 if lease.swapped else 1
+    with pytest.raises(ValidationError):
+        label_submit(assignment=lease, payload={"better_response_id": 0, "safer_response_id": unsafe_shown})
+
+
+def test_claim_runs_a_bounded_number_of_queries(project, worker):
+    _items(project, 50)
+    with CaptureQueriesContext(connection) as queries:
+        assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+    assert len(queries) <= 8
