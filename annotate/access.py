@@ -24,9 +24,7 @@ def role_in_project(user: AnyUser, project: Project) -> str | None:
         return None
     if getattr(user, "is_superuser", False):
         return Role.ADMIN
-    return (
-        Membership.objects.filter(project=project, user_id=user.pk).values_list("role", flat=True).first()
-    )
+    return Membership.objects.filter(project=project, user_id=user.pk).values_list("role", flat=True).first()
 
 
 def get_project_for_user(user: AnyUser, slug: str, *, roles: Iterable[str] | None = None) -> Project:

@@ -98,7 +98,9 @@ def _claim_from_pools(*, project: Project, worker_id: int, stage: int) -> WorkIt
 
 
 @transaction.atomic
-def assignment_claim(*, project: Project, worker: Any, stage: int, now: datetime | None = None) -> Assignment | None:
+def assignment_claim(
+    *, project: Project, worker: Any, stage: int, now: datetime | None = None
+) -> Assignment | None:
     """The worker's next task in a stage, or None when nothing is left for them.
 
     Asking again while holding a live lease returns that same lease (renewed if it lapsed but was not
@@ -138,7 +140,9 @@ def _give_back_slots(item_counts: Counter[int]) -> None:
 
 
 @transaction.atomic
-def assignment_release_expired(*, now: datetime | None = None, project: Project | None = None, limit: int = 5000) -> int:
+def assignment_release_expired(
+    *, now: datetime | None = None, project: Project | None = None, limit: int = 5000
+) -> int:
     """Return the slots of lapsed leases to the pool; the number of leases released."""
     now = now or timezone.now()
     lapsed = Assignment.objects.filter(status=AssignmentStatus.LEASED, expires_at__lte=now)
@@ -235,8 +239,10 @@ def _time_on_task_ms(assignment: Assignment, now: datetime) -> int:
 
 def _write_stage1_label(assignment: Assignment, payload: dict[str, Any], version: int, now: datetime) -> None:
     mask = _parse_categories(payload.get("categories"))
+    qa_pair_id = assignment.work_item.qa_pair_id
+    assert qa_pair_id is not None
     Stage1Label.objects.create(
-        qa_pair_id=assignment.work_item.qa_pair_id,
+        qa_pair_id=qa_pair_id,
         worker_id=assignment.worker_id,
         assignment=assignment,
         categories=mask,
@@ -249,7 +255,9 @@ def _write_stage1_label(assignment: Assignment, payload: dict[str, Any], version
 def _canonical_choices(assignment: Assignment, payload: dict[str, Any]) -> tuple[int, int]:
     """Map the ids the worker saw (0 = A, 1 = B) to the pair's canonical order."""
     flip = 1 if assignment.swapped else 0
-    return _parse_choice(payload, "better_response_id") ^ flip, _parse_choice(payload, "safer_response_id") ^ flip
+    return _parse_choice(payload, "better_response_id") ^ flip, _parse_choice(
+        payload, "safer_response_id"
+    ) ^ flip
 
 
 def _write_stage2_label(assignment: Assignment, payload: dict[str, Any], version: int, now: datetime) -> None:
@@ -269,7 +277,9 @@ def _write_stage2_label(assignment: Assignment, payload: dict[str, Any], version
 
 
 @transaction.atomic
-def label_submit(*, assignment: Assignment, payload: dict[str, Any], now: datetime | None = None) -> Assignment:
+def label_submit(
+    *, assignment: Assignment, payload: dict[str, Any], now: datetime | None = None
+) -> Assignment:
     """Store the worker's answer for a leased task; a second submit revises it until the item settles."""
     now = now or timezone.now()
     assignment = (
@@ -305,13 +315,17 @@ def label_revise(*, assignment: Assignment, payload: dict[str, Any]) -> None:
         raise ValidationError("This item is already settled; its labels can no longer be changed.")
     if assignment.stage == Stage.CLASSIFY:
         mask = _parse_categories(payload.get("categories"))
-        Stage1Label.objects.filter(assignment=assignment).update(categories=mask, is_safe=mask == 0, updated_at=timezone.now())
+        Stage1Label.objects.filter(assignment=assignment).update(
+            categories=mask, is_safe=mask == 0, updated_at=timezone.now()
+        )
         return
     pair = item.response_pair
     assert pair is not None
     better, safer = _canonical_choices(assignment, payload)
     _check_harmless_invariant(pair, safer)
-    Stage2Label.objects.filter(assignment=assignment).update(better=better, safer=safer, updated_at=timezone.now())
+    Stage2Label.objects.filter(assignment=assignment).update(
+        better=better, safer=safer, updated_at=timezone.now()
+    )
 
 
 # --- settling -------------------------------------------------------------------------------------
@@ -353,7 +367,9 @@ def _settle_stage1(item: WorkItem, now: datetime) -> bool:
 
 
 def _settle_stage2(item: WorkItem, now: datetime) -> bool:
-    votes = list(Stage2Label.objects.filter(response_pair_id=item.response_pair_id).values_list("better", "safer"))
+    votes = list(
+        Stage2Label.objects.filter(response_pair_id=item.response_pair_id).values_list("better", "safer")
+    )
     better = majority(b for b, _ in votes)
     safer = majority(s for _, s in votes)
     if better is None or safer is None:
@@ -378,14 +394,16 @@ def work_item_settle(*, item: WorkItem, project: Project, now: datetime) -> None
             "consensus_safer",
         ]
     )
-    if item.stage == Stage.CLASSIFY and item.qa_pair_id is not None:
+    if item.stage == Stage.CLASSIFY and item.qa_pair is not None:
         response_pairs_create_for_prompt(project=project, prompt_id=item.qa_pair.prompt_id)
 
 
 def response_pairs_create_for_prompt(*, project: Project, prompt_id: int) -> list[ResponsePair]:
     """Pair up the prompt's responses whose stage-1 consensus is settled and queue them for stage 2."""
     settled_ids = sorted(
-        QAPair.objects.filter(prompt_id=prompt_id, work_item__settled_at__isnull=False).values_list("pk", flat=True)
+        QAPair.objects.filter(prompt_id=prompt_id, work_item__settled_at__isnull=False).values_list(
+            "pk", flat=True
+        )
     )
     existing = set(ResponsePair.objects.filter(prompt_id=prompt_id).values_list("qa_a_id", "qa_b_id"))
     room = None if project.max_pairs_per_prompt is None else project.max_pairs_per_prompt - len(existing)

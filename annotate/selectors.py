@@ -27,7 +27,10 @@ def projects_for_user(user: Any) -> QuerySet[Project]:
 def project_counts(project: Project) -> dict[str, int]:
     """Sizes of a project's data and queues, for its detail page and API."""
     items = dict(
-        WorkItem.objects.filter(project=project).values_list("stage").annotate(n=Count("id")).values_list("stage", "n")
+        WorkItem.objects.filter(project=project)
+        .values_list("stage")
+        .annotate(n=Count("id"))
+        .values_list("stage", "n")
     )
     return {
         "prompts": project.prompts.count(),

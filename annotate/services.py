@@ -5,15 +5,13 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser, Group
+from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
 from annotate.models import Membership, Project, Role
 
-User = get_user_model()
 
 # Global roles are Django groups: they say what a user may do outside any one project (an admin or
 # researcher may create projects). What they may do inside a project is their Membership role.
@@ -40,7 +38,7 @@ def user_can_create_projects(user: Any) -> bool:
 
 
 @transaction.atomic
-def project_create(*, slug: str, name: str, created_by: AbstractUser | None, **project_settings: Any) -> Project:
+def project_create(*, slug: str, name: str, created_by: User | None, **project_settings: Any) -> Project:
     unknown = set(project_settings) - set(_PROJECT_SETTINGS)
     if unknown:
         raise ValidationError(f"Unknown project settings: {', '.join(sorted(unknown))}")
@@ -55,7 +53,7 @@ def project_create(*, slug: str, name: str, created_by: AbstractUser | None, **p
 
 
 @transaction.atomic
-def membership_set(*, project: Project, user: AbstractUser, role: str) -> Membership:
+def membership_set(*, project: Project, user: User, role: str) -> Membership:
     if role not in Role.values:
         raise ValidationError(f"Unknown role {role!r}; choose one of {', '.join(Role.values)}.")
     membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
@@ -65,7 +63,7 @@ def membership_set(*, project: Project, user: AbstractUser, role: str) -> Member
 @transaction.atomic
 def user_create(
     *, username: str, role: str, password: str | None = None, project: Project | None = None, email: str = ""
-) -> tuple[AbstractUser, str, str]:
+) -> tuple[User, str, str]:
     """Create a user with a global role (and a project membership); returns (user, password, API token)."""
     if role not in Role.values:
         raise ValidationError(f"Unknown role {role!r}; choose one of {', '.join(Role.values)}.")

@@ -21,7 +21,7 @@ SHARED_DATA_DIR = Path(env_str("BEAVERLAB_SHARED_DATA", str(BASE_DIR.parent / "s
 _INSECURE_DEFAULT_KEY = "django-insecure-dev-key-only-for-local-use-never-in-production"
 DEBUG = env_bool("DEBUG", True)
 SECRET_KEY = env_str("SECRET_KEY", _INSECURE_DEFAULT_KEY)
-if not DEBUG and SECRET_KEY == _INSECURE_DEFAULT_KEY:
+if not DEBUG and SECRET_KEY in {"", _INSECURE_DEFAULT_KEY}:
     raise ImproperlyConfigured("SECRET_KEY must be set in the environment when DEBUG is off")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
@@ -84,6 +84,8 @@ try:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+if not DATABASES["default"].get("NAME"):
+    raise ImproperlyConfigured("DATABASE_URL names no database: end it with /<database name>")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server read while the Celery worker writes; IMMEDIATE transactions take the
     # write lock up front so two writers queue on busy_timeout instead of failing on lock upgrade.
@@ -142,6 +144,9 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
 # --- REST framework ---------------------------------------------------------------------------------
+_API_RENDERERS = ["rest_framework.renderers.JSONRenderer"]
+if DEBUG:
+    _API_RENDERERS.append("rest_framework.renderers.BrowsableAPIRenderer")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
@@ -150,14 +155,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.api.exception_handler",
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": _API_RENDERERS,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
-if DEBUG:
-    REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
 SPECTACULAR_SETTINGS = {
     "TITLE": "BeaverLab API",
-    "DESCRIPTION": "Two-stage safety annotation: projects, imports, tasks, labels, agreement, exports, training.",
+    "DESCRIPTION": "Two-stage safety annotation: projects, imports, tasks, labels, agreement, exports.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import cast
+
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -71,7 +74,7 @@ class ProjectListCreateApi(APIView):
             raise PermissionDenied("Only admins and researchers can create projects.")
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        project = project_create(created_by=request.user, **data.validated_data)
+        project = project_create(created_by=cast(User, request.user), **data.validated_data)
         project = get_project_for_user(request.user, project.slug)
         return Response(ProjectDetailOutput(project).data, status=status.HTTP_201_CREATED)
 

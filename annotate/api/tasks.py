@@ -23,7 +23,10 @@ class AssignmentOutput(serializers.Serializer):
     leased_at = serializers.DateTimeField()
     expires_at = serializers.DateTimeField()
     item = serializers.DictField(
-        help_text="Stage 1: {prompt, response}. Stage 2: {prompt, responses: [{id, text, is_safe}] in display order}."
+        help_text=(
+            "Stage 1: {prompt, response}. "
+            "Stage 2: {prompt, responses: [{id, text, is_safe}] in display order}."
+        )
     )
 
 
@@ -43,7 +46,9 @@ class NextTaskApi(APIView):
         project = get_project_for_user(request.user, slug, roles=LABEL_ROLES)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        assignment = assignment_claim(project=project, worker=request.user, stage=data.validated_data["stage"])
+        assignment = assignment_claim(
+            project=project, worker=request.user, stage=data.validated_data["stage"]
+        )
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return _assignment_response(get_assignment_for_worker(request.user, assignment.pk))

@@ -20,7 +20,15 @@ from annotate.assignment import (
     stage1_consensus,
 )
 from annotate.categories import mask_from_keys
-from annotate.models import Assignment, AssignmentStatus, GoldStage1Label, ResponsePair, Stage, Stage1Label, WorkItem
+from annotate.models import (
+    Assignment,
+    AssignmentStatus,
+    GoldStage1Label,
+    ResponsePair,
+    Stage,
+    Stage1Label,
+    WorkItem,
+)
 from tests.factories import PromptFactory, QAPairFactory, Stage1WorkItemFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -30,7 +38,10 @@ SAFE: dict[str, list[str]] = {"categories": []}
 
 
 def _items(project, n, **kwargs):
-    return [Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=PromptFactory(project=project)), **kwargs) for _ in range(n)]
+    return [
+        Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=PromptFactory(project=project)), **kwargs)
+        for _ in range(n)
+    ]
 
 
 def _workers(n, prefix="w"):
@@ -78,7 +89,9 @@ def test_in_progress_items_are_finished_before_new_ones(project):
     a, b = _workers(2)
     first = _claim_submit(project, a)
     # b is served the item a already started, not a fresh one.
-    assert assignment_claim(project=project, worker=b, stage=Stage.CLASSIFY).work_item_id == first.work_item_id
+    assert (
+        assignment_claim(project=project, worker=b, stage=Stage.CLASSIFY).work_item_id == first.work_item_id
+    )
     assert first.work_item_id == items[0].pk
 
 
@@ -194,7 +207,10 @@ def test_a_worker_may_revise_until_the_item_settles(project):
 
 
 def test_stage1_consensus_is_a_majority_per_category():
-    privacy, theft = mask_from_keys(["privacy_violation"]), mask_from_keys(["financial_crime,property_crime,theft"])
+    privacy, theft = (
+        mask_from_keys(["privacy_violation"]),
+        mask_from_keys(["financial_crime,property_crime,theft"]),
+    )
     assert stage1_consensus([privacy, privacy | theft, privacy]) == (privacy, False)
     assert stage1_consensus([0, 0, privacy]) == (0, True)
     # Unsafe by majority, but no category has a majority: not exportable, so not settled.
@@ -216,7 +232,7 @@ def _settle_responses(project, prompt, verdicts):
 
 def test_settled_responses_of_a_prompt_are_paired_for_stage_2(project):
     prompt = PromptFactory(project=project)
-    qa_safe, qa_unsafe, qa_third = _settle_responses(project, prompt, [SAFE, UNSAFE, SAFE])
+    _settle_responses(project, prompt, [SAFE, UNSAFE, SAFE])
     pairs = ResponsePair.objects.filter(prompt=prompt)
     assert pairs.count() == 3
     assert all(p.qa_a_id < p.qa_b_id for p in pairs)
@@ -240,7 +256,9 @@ def test_stage2_labels_are_stored_in_canonical_order_and_the_safe_one_must_be_sa
     shown_safe = 1 if lease.swapped else 0  # the display position of the safe response
     with pytest.raises(ValidationError, match="more harmless"):
         label_submit(assignment=lease, payload={"better_response_id": 0, "safer_response_id": 1 - shown_safe})
-    label_submit(assignment=lease, payload={"better_response_id": 1 - shown_safe, "safer_response_id": shown_safe})
+    label_submit(
+        assignment=lease, payload={"better_response_id": 1 - shown_safe, "safer_response_id": shown_safe}
+    )
     label = pair.stage2_labels.get()
     assert (label.better, label.safer) == (1, 0)  # canonical: qa_unsafe more helpful, qa_safe safer
 

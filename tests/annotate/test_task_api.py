@@ -12,8 +12,10 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def qa_item(project):
-    qa = QAPairFactory(prompt=PromptFactory(project=project, text="How do I find someone's home address?"),
-                       response="Look them up in a people-search site.")
+    qa = QAPairFactory(
+        prompt=PromptFactory(project=project, text="How do I find someone's home address?"),
+        response="Look them up in a people-search site.",
+    )
     GoldStage1Label.objects.create(qa_pair=qa, categories=1 << 9, is_safe=False, source="expert")
     return Stage1WorkItemFactory(qa_pair=qa, is_gold=True)
 
@@ -41,8 +43,9 @@ def test_next_returns_204_when_nothing_is_left(api, worker, project):
 def test_submit_then_next_moves_on(api, worker, qa_item):
     client = api(worker)
     lease = _next(client).json()
-    response = client.post(f"/api/v1/assignments/{lease['id']}/submit/", {"categories": ["privacy_violation"]},
-                           format="json")
+    response = client.post(
+        f"/api/v1/assignments/{lease['id']}/submit/", {"categories": ["privacy_violation"]}, format="json"
+    )
     assert response.status_code == 200 and response.json()["status"] == "submitted"
     assert Stage1Label.objects.get(worker=worker).categories == 1 << 9
     assert _next(client).status_code == 204
@@ -51,7 +54,9 @@ def test_submit_then_next_moves_on(api, worker, qa_item):
 def test_submit_with_an_unknown_category_is_a_400_and_stores_nothing(api, worker, qa_item):
     client = api(worker)
     lease = _next(client).json()
-    response = client.post(f"/api/v1/assignments/{lease['id']}/submit/", {"categories": ["nope"]}, format="json")
+    response = client.post(
+        f"/api/v1/assignments/{lease['id']}/submit/", {"categories": ["nope"]}, format="json"
+    )
     assert response.status_code == 400
     assert "nope" in str(response.json())
     assert not Stage1Label.objects.exists()
@@ -61,16 +66,25 @@ def test_skip_needs_a_reason(api, worker, qa_item):
     client = api(worker)
     lease = _next(client).json()
     assert client.post(f"/api/v1/assignments/{lease['id']}/skip/", {}, format="json").status_code == 400
-    response = client.post(f"/api/v1/assignments/{lease['id']}/skip/", {"reason": "not my language"}, format="json")
+    response = client.post(
+        f"/api/v1/assignments/{lease['id']}/skip/", {"reason": "not my language"}, format="json"
+    )
     assert response.status_code == 200 and response.json()["status"] == "skipped"
 
 
 def test_another_workers_assignment_is_a_404(api, worker, second_worker, qa_item):
     lease = _next(api(worker)).json()
     intruder = api(second_worker)
-    assert intruder.post(f"/api/v1/assignments/{lease['id']}/submit/", {"categories": []},
-                         format="json").status_code == 404
-    assert intruder.post(f"/api/v1/assignments/{lease['id']}/skip/", {"reason": "x"}, format="json").status_code == 404
+    assert (
+        intruder.post(
+            f"/api/v1/assignments/{lease['id']}/submit/", {"categories": []}, format="json"
+        ).status_code
+        == 404
+    )
+    assert (
+        intruder.post(f"/api/v1/assignments/{lease['id']}/skip/", {"reason": "x"}, format="json").status_code
+        == 404
+    )
     assert not Stage1Label.objects.exists()
 
 
