@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from django.core.cache import cache
 from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.utils import timezone
 
 from annotate.assignment import known_safety
-from annotate.models import Assignment, Membership, Project, Stage, WorkItem
+from annotate.categories import keys_from_mask
+from annotate.models import (
+    Assignment,
+    AssignmentStatus,
+    Membership,
+    Project,
+    Stage,
+    Stage1Label,
+    Stage2Label,
+    WorkItem,
+)
 
 
 def projects_for_user(user: Any) -> QuerySet[Project]:
@@ -71,3 +84,54 @@ def assignment_view(assignment: Assignment) -> dict[str, Any]:
         "expires_at": assignment.expires_at,
         "item": shown,
     }
+
+
+@dataclass(frozen=True)
+class WorkerProgress:
+    labelled_today: int
+    items_left: int
+
+
+def _open_items_count(project_id: int, stage: int) -> int:
+    # Counting the open queue reads the whole partial index; at BeaverTails scale that costs tens of
+    # milliseconds, too much for every submit, so the figure is shared for a few seconds.
+    key = f"open-items:{project_id}:{stage}"
+    count = cache.get(key)
+    if count is None:
+        count = WorkItem.objects.filter(project_id=project_id, stage=stage, is_open=True).count()
+        cache.set(key, count, timeout=10)
+    return int(count)
+
+
+def worker_progress(*, project: Project, worker: Any, stage: int) -> WorkerProgress:
+    """The worker's progress strip: labels submitted today (UTC) and open items left in the stage."""
+    today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    labelled_today = Assignment.objects.filter(
+        worker_id=worker.pk, project=project, submitted_at__gte=today
+    ).count()
+    return WorkerProgress(labelled_today=labelled_today, items_left=_open_items_count(project.pk, stage))
+
+
+def worker_last_submission(*, project: Project, worker: Any, stage: int) -> Assignment | None:
+    """The worker's most recent submitted assignment in a stage, if its item can still be revised."""
+    last = (
+        Assignment.objects.filter(
+            worker_id=worker.pk, project=project, stage=stage, status=AssignmentStatus.SUBMITTED
+        )
+        .select_related("work_item")
+        .order_by("-submitted_at")
+        .first()
+    )
+    if last is None or last.work_item.settled_at is not None or last.work_item.needs_adjudication:
+        return None
+    return last
+
+
+def submitted_answer(assignment: Assignment) -> dict[str, Any]:
+    """A submitted assignment's answer in the ids the worker saw (for the revise form)."""
+    if assignment.stage == Stage.CLASSIFY:
+        label = Stage1Label.objects.get(assignment=assignment)
+        return {"categories": keys_from_mask(label.categories)}
+    pair_label = Stage2Label.objects.get(assignment=assignment)
+    flip = 1 if assignment.swapped else 0
+    return {"better_response_id": pair_label.better ^ flip, "safer_response_id": pair_label.safer ^ flip}

@@ -1,0 +1,169 @@
+"""The worker's labelling screen for both stages.
+
+One page per stage. The task area is the `task` partial: a submit or skip posted by htmx answers with
+the next task's partial (no full page load); without JavaScript the same forms post, then redirect
+back to the page (post/redirect/get), which claims or re-shows the worker's lease.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from annotate.access import LABEL_ROLES, get_assignment_for_worker, get_project_for_user
+from annotate.assignment import assignment_claim, assignment_skip, label_submit
+from annotate.categories import HARM_CATEGORIES
+from annotate.models import Assignment, AssignmentStatus, Project, Stage
+from annotate.selectors import assignment_view, submitted_answer, worker_last_submission, worker_progress
+from frontend.markdown import render_markdown
+from frontend.views import HtmxHttpRequest, render_page
+
+# Stage-1 shortcut keys: a..n for the 14 categories in their released order. The other keys the
+# screen uses (s safe, x skip, u revise, ? guidelines, Enter submit) stay outside that range.
+CATEGORY_KEYS = "abcdefghijklmn"
+STAGE_TITLES = {Stage.CLASSIFY: "Stage 1 · Harm classification", Stage.RANK: "Stage 2 · Preference ranking"}
+
+
+def _stage(stage: int) -> int:
+    if stage not in Stage.values:
+        raise Http404("No such stage.")
+    return stage
+
+
+def _categories_with_keys(chosen: list[str] | None = None) -> list[dict[str, Any]]:
+    chosen_set = set(chosen or [])
+    return [
+        {"key": c.key, "label": c.label, "description": c.description, "shortcut": CATEGORY_KEYS[c.id],
+         "checked": c.key in chosen_set}
+        for c in HARM_CATEGORIES
+    ]  # fmt: skip
+
+
+def _task_context(
+    request: HtmxHttpRequest,
+    project: Project,
+    stage: int,
+    assignment: Assignment | None,
+    *,
+    error: str | None = None,
+    answer: dict[str, Any] | None = None,
+    revising: bool = False,
+) -> dict[str, Any]:
+    answer = answer or {}
+    return {
+        "project": project,
+        "stage": stage,
+        "stage_title": STAGE_TITLES[Stage(stage)],
+        "assignment": assignment,
+        "task": assignment_view(assignment) if assignment is not None else None,
+        "categories": _categories_with_keys(answer.get("categories")),
+        "answer": answer,
+        "error": error,
+        "revising": revising,
+        "progress": worker_progress(project=project, worker=request.user, stage=stage),
+        "can_revise": not revising
+        and worker_last_submission(project=project, worker=request.user, stage=stage) is not None,
+    }
+
+
+def _page(request: HtmxHttpRequest, context: dict[str, Any], *, status: int = 200) -> HttpResponse:
+    context["guidelines_html"] = render_markdown(context["project"].guidelines)
+    response = render_page(request, "frontend/label.html", context, partial="task")
+    response.status_code = status
+    return response
+
+
+def _label_url(project: Project, stage: int) -> str:
+    return reverse("frontend:label", args=[project.slug, stage])
+
+
+@login_required
+def label_page(request: HtmxHttpRequest, slug: str, stage: int) -> HttpResponse:
+    """Show the worker's current task in a stage, claiming the next one when they hold none."""
+    project = get_project_for_user(request.user, slug, roles=LABEL_ROLES)
+    stage = _stage(stage)
+    assignment = assignment_claim(project=project, worker=request.user, stage=stage)
+    return _page(request, _task_context(request, project, stage, assignment))
+
+
+def _answer_from_form(request: HtmxHttpRequest, stage: int) -> dict[str, Any]:
+    if stage == Stage.CLASSIFY:
+        categories = request.POST.getlist("categories")
+        if not categories and request.POST.get("safe") != "1":
+            raise ValidationError("Choose at least one harm category, or mark the answer safe (key s).")
+        return {"categories": categories}
+    answer: dict[str, Any] = {}
+    for field in ("better_response_id", "safer_response_id"):
+        value = request.POST.get(field)
+        if value not in ("0", "1"):
+            question = "more helpful" if field.startswith("better") else "more harmless"
+            raise ValidationError(f"Choose which response is {question}.")
+        answer[field] = int(value)
+    return answer
+
+
+def _next_after_post(request: HtmxHttpRequest, project: Project, stage: int) -> HttpResponse:
+    if not request.htmx:
+        return redirect(_label_url(project, stage))
+    assignment = assignment_claim(project=project, worker=request.user, stage=stage)
+    return _page(request, _task_context(request, project, stage, assignment))
+
+
+def _own_assignment(request: HtmxHttpRequest, slug: str, stage: int, assignment_id: int) -> Assignment:
+    assignment = get_assignment_for_worker(request.user, assignment_id)
+    if assignment.project.slug != slug or assignment.stage != stage:
+        raise Http404("No such assignment.")
+    return assignment
+
+
+@login_required
+@require_POST
+def label_submit_view(request: HtmxHttpRequest, slug: str, stage: int, assignment_id: int) -> HttpResponse:
+    project = get_project_for_user(request.user, slug, roles=LABEL_ROLES)
+    stage = _stage(stage)
+    assignment = _own_assignment(request, slug, stage, assignment_id)
+    revising = assignment.status == AssignmentStatus.SUBMITTED
+    try:
+        answer = _answer_from_form(request, stage)
+        label_submit(assignment=assignment, payload=answer)
+    except ValidationError as exc:
+        answer = {"categories": request.POST.getlist("categories")} if stage == Stage.CLASSIFY else {}
+        context = _task_context(request, project, stage, assignment, error=" ".join(exc.messages), answer=answer,
+                                revising=revising)  # fmt: skip
+        # htmx swaps only 2xx answers by default; the error is part of the re-rendered task.
+        return _page(request, context, status=200 if request.htmx else 400)
+    return _next_after_post(request, project, stage)
+
+
+@login_required
+@require_POST
+def label_skip_view(request: HtmxHttpRequest, slug: str, stage: int, assignment_id: int) -> HttpResponse:
+    project = get_project_for_user(request.user, slug, roles=LABEL_ROLES)
+    stage = _stage(stage)
+    assignment = _own_assignment(request, slug, stage, assignment_id)
+    try:
+        assignment_skip(assignment=assignment, reason=request.POST.get("reason", ""))
+    except ValidationError as exc:
+        context = _task_context(request, project, stage, assignment, error=" ".join(exc.messages))
+        return _page(request, context, status=200 if request.htmx else 400)
+    return _next_after_post(request, project, stage)
+
+
+@login_required
+@require_http_methods(["GET"])
+def label_revise_view(request: HtmxHttpRequest, slug: str, stage: int) -> HttpResponse:
+    """The worker's last submission, pre-filled, while its item has not settled."""
+    project = get_project_for_user(request.user, slug, roles=LABEL_ROLES)
+    stage = _stage(stage)
+    last = worker_last_submission(project=project, worker=request.user, stage=stage)
+    if last is None:
+        return redirect(_label_url(project, stage))
+    last = get_assignment_for_worker(request.user, last.pk)
+    context = _task_context(request, project, stage, last, answer=submitted_answer(last), revising=True)
+    return _page(request, context)

@@ -1,0 +1,168 @@
+"""The worker's labelling screen: both stages, htmx swaps, plain-form fallback, errors and access."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from annotate.models import (
+    Assignment,
+    AssignmentStatus,
+    GoldStage1Label,
+    ResponsePair,
+    Stage,
+    Stage1Label,
+    WorkItem,
+)
+from tests.factories import PromptFactory, QAPairFactory, Stage1WorkItemFactory
+
+pytestmark = pytest.mark.django_db
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def items(project):
+    prompt = PromptFactory(project=project, text="Tell me **how** to <b>pick</b> a lock")
+    return [Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=prompt, response=f"Answer {i}\nline two"))
+            for i in range(2)]  # fmt: skip
+
+
+def _page(client, project, stage=1):
+    return client.get(reverse("frontend:label", args=[project.slug, stage]))
+
+
+def _lease(worker):
+    return Assignment.objects.get(worker=worker, status=AssignmentStatus.LEASED)
+
+
+def test_stage1_page_shows_the_texts_as_plain_text_and_all_categories_with_keys(
+    client, worker, project, items
+):
+    client.force_login(worker)
+    body = _page(client, project).content.decode()
+    assert "Tell me **how** to &lt;b&gt;pick&lt;/b&gt; a lock" in body  # escaped, never rendered
+    assert "Answer 0\nline two" in body
+    assert body.count('name="categories"') == 14
+    assert 'data-shortcut="a"' in body and 'data-shortcut="n"' in body
+    assert "Safe: no category" in body and "Guidelines" in body
+
+
+def test_submit_by_htmx_swaps_in_the_next_task(client, worker, project, items):
+    client.force_login(worker)
+    _page(client, project)
+    lease = _lease(worker)
+    url = reverse("frontend:label-submit", args=[project.slug, 1, lease.pk])
+    response = client.post(url, {"categories": ["privacy_violation"]}, **HTMX)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert body.lstrip().startswith('<section id="task"')  # only the partial
+    assert "<html" not in body
+    assert Stage1Label.objects.get(worker=worker).categories == 1 << 9
+    assert _lease(worker).pk != lease.pk
+    assert 'data-testid="done-today">1<' in body
+
+
+def test_plain_form_submit_redirects_back_to_the_page(client, worker, project, items):
+    client.force_login(worker)
+    _page(client, project)
+    lease = _lease(worker)
+    response = client.post(reverse("frontend:label-submit", args=[project.slug, 1, lease.pk]), {"safe": "1"})
+    assert response.status_code == 302 and response["Location"] == reverse(
+        "frontend:label", args=[project.slug, 1]
+    )
+    assert Stage1Label.objects.get(worker=worker).is_safe is True
+
+
+def test_an_empty_answer_is_refused_with_a_message(client, worker, project, items):
+    client.force_login(worker)
+    _page(client, project)
+    lease = _lease(worker)
+    response = client.post(reverse("frontend:label-submit", args=[project.slug, 1, lease.pk]), {}, **HTMX)
+    assert "Choose at least one harm category" in response.content.decode()
+    assert not Stage1Label.objects.exists()
+
+
+def test_skip_needs_a_reason_and_moves_on(client, worker, project, items):
+    client.force_login(worker)
+    _page(client, project)
+    lease = _lease(worker)
+    url = reverse("frontend:label-skip", args=[project.slug, 1, lease.pk])
+    assert "Say why" in client.post(url, {"reason": ""}, **HTMX).content.decode()
+    client.post(url, {"reason": "not my language"}, **HTMX)
+    lease.refresh_from_db()
+    assert lease.status == AssignmentStatus.SKIPPED
+    assert _lease(worker).pk != lease.pk
+
+
+def test_revise_shows_the_last_answer_prefilled_and_saves_the_change(client, worker, project, items):
+    client.force_login(worker)
+    _page(client, project)
+    first = _lease(worker)
+    client.post(
+        reverse("frontend:label-submit", args=[project.slug, 1, first.pk]), {"categories": ["self_harm"]}
+    )
+    body = client.get(reverse("frontend:label-revise", args=[project.slug, 1])).content.decode()
+    assert "Revising your last answer" in body
+    assert (
+        'value="self_harm" data-shortcut="k"' in body
+        and "checked" in body.split('value="self_harm"')[1][:120]
+    )
+    client.post(
+        reverse("frontend:label-submit", args=[project.slug, 1, first.pk]), {"categories": ["animal_abuse"]}
+    )
+    assert Stage1Label.objects.get(assignment=first).categories == 1
+
+
+def test_nothing_left_says_so(client, worker, project):
+    client.force_login(worker)
+    assert "Nothing left for you in this stage" in _page(client, project).content.decode()
+
+
+def test_stage2_shows_both_responses_with_safety_badges_and_the_invariant(client, worker, project):
+    prompt = PromptFactory(project=project)
+    qa_a, qa_b = (
+        QAPairFactory(prompt=prompt, response="safe answer"),
+        QAPairFactory(prompt=prompt, response="bad"),
+    )
+    GoldStage1Label.objects.create(qa_pair=qa_a, categories=0, is_safe=True, source="t")
+    GoldStage1Label.objects.create(qa_pair=qa_b, categories=0, is_safe=False, source="t")
+    pair = ResponsePair.objects.create(project=project, prompt=prompt, qa_a=qa_a, qa_b=qa_b)
+    WorkItem.objects.create(project=project, stage=Stage.RANK, response_pair=pair)
+    client.force_login(worker)
+    body = _page(client, project, stage=2).content.decode()
+    assert "Which response is more helpful?" in body and "Which response is more harmless?" in body
+    assert "must be the more harmless one" in body
+    lease = _lease(worker)
+    unsafe_shown = 0 if lease.swapped else 1
+    url = reverse("frontend:label-submit", args=[project.slug, 2, lease.pk])
+    refused = client.post(url, {"better_response_id": "0", "safer_response_id": str(unsafe_shown)}, **HTMX)
+    assert "more harmless" in refused.content.decode()
+    assert not pair.stage2_labels.exists()
+    client.post(url, {"better_response_id": "0", "safer_response_id": str(1 - unsafe_shown)}, **HTMX)
+    assert pair.stage2_labels.get().safer == 0
+
+
+def test_another_workers_assignment_is_a_404(client, worker, second_worker, project, items):
+    client.force_login(worker)
+    _page(client, project)
+    lease = _lease(worker)
+    client.force_login(second_worker)
+    url = reverse("frontend:label-submit", args=[project.slug, 1, lease.pk])
+    assert client.post(url, {"safe": "1"}).status_code == 404
+
+
+def test_it_requires_login(client, project):
+    response = _page(client, project)
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_it_requires_annotator_or_admin(client, researcher, outsider, project):
+    client.force_login(researcher)
+    assert _page(client, project).status_code == 403
+    client.force_login(outsider)
+    assert _page(client, project).status_code == 404
+
+
+def test_the_form_carries_a_csrf_token(client, worker, project, items):
+    client.force_login(worker)
+    assert "csrfmiddlewaretoken" in _page(client, project).content.decode()
