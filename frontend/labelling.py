@@ -134,8 +134,15 @@ def label_submit_view(request: HtmxHttpRequest, slug: str, stage: int, assignmen
         label_submit(assignment=assignment, payload=answer)
     except ValidationError as exc:
         answer = {"categories": request.POST.getlist("categories")} if stage == Stage.CLASSIFY else {}
-        context = _task_context(request, project, stage, assignment, error=" ".join(exc.messages), answer=answer,
-                                revising=revising)  # fmt: skip
+        context = _task_context(
+            request,
+            project,
+            stage,
+            assignment,
+            error=" ".join(exc.messages),
+            answer=answer,
+            revising=revising,
+        )
         # htmx swaps only 2xx answers by default; the error is part of the re-rendered task.
         return _page(request, context, status=200 if request.htmx else 400)
     return _next_after_post(request, project, stage)
