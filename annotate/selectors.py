@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from annotate.assignment import known_safety
@@ -16,6 +16,8 @@ from annotate.models import (
     AssignmentStatus,
     Membership,
     Project,
+    QAPair,
+    ResponsePair,
     Stage,
     Stage1Label,
     Stage2Label,
@@ -135,3 +137,18 @@ def submitted_answer(assignment: Assignment) -> dict[str, Any]:
     pair_label = Stage2Label.objects.get(assignment=assignment)
     flip = 1 if assignment.swapped else 0
     return {"better_response_id": pair_label.better ^ flip, "safer_response_id": pair_label.safer ^ flip}
+
+
+def qa_pairs_for_gold_review(*, project: Project, search: str = "") -> QuerySet[QAPair]:
+    """QA pairs for the gold page: gold ones first, then by id; optionally filtered by text."""
+    pairs = QAPair.objects.filter(project=project).select_related("prompt", "gold")
+    if search:
+        pairs = pairs.filter(Q(prompt__text__icontains=search) | Q(response__icontains=search))
+    return pairs.order_by(F("gold__created_at").desc(nulls_last=True), "id")
+
+
+def response_pairs_for_gold_review(*, project: Project, search: str = "") -> QuerySet[ResponsePair]:
+    pairs = ResponsePair.objects.filter(project=project).select_related("prompt", "gold")
+    if search:
+        pairs = pairs.filter(prompt__text__icontains=search)
+    return pairs.order_by(F("gold__created_at").desc(nulls_last=True), "id")

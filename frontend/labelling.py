@@ -36,7 +36,7 @@ def _stage(stage: int) -> int:
     return stage
 
 
-def _categories_with_keys(chosen: list[str] | None = None) -> list[dict[str, Any]]:
+def categories_with_keys(chosen: list[str] | None = None) -> list[dict[str, Any]]:
     chosen_set = set(chosen or [])
     return [
         {"key": c.key, "label": c.label, "description": c.description, "shortcut": CATEGORY_KEYS[c.id],
@@ -62,7 +62,7 @@ def _task_context(
         "stage_title": STAGE_TITLES[Stage(stage)],
         "assignment": assignment,
         "task": assignment_view(assignment) if assignment is not None else None,
-        "categories": _categories_with_keys(answer.get("categories")),
+        "categories": categories_with_keys(answer.get("categories")),
         "answer": answer,
         "error": error,
         "revising": revising,
