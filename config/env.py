@@ -47,4 +47,9 @@ def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:
         return default
-    return [part.strip() for part in raw.split(",") if part.strip()]
+    items = [part.strip() for part in raw.split(",") if part.strip()]
+    for item in items:
+        # "a.org b.org" is a missing comma, and a host with a space in it would never match a request.
+        if any(char.isspace() for char in item):
+            raise ImproperlyConfigured(f"{name} must be a comma-separated list, got {raw!r}")
+    return items
