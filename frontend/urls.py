@@ -1,9 +1,27 @@
 from django.urls import path
 
-from frontend import views
+from frontend import gold, labelling, views
 
 app_name = "frontend"
 
 urlpatterns = [
     path("", views.project_list, name="project-list"),
+    path("projects/new/", views.project_new, name="project-new"),
+    path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
+    path("projects/<slug:slug>/import/", views.project_import, name="project-import"),
+    path("projects/<slug:slug>/label/<int:stage>/", labelling.label_page, name="label"),
+    path("projects/<slug:slug>/label/<int:stage>/revise/", labelling.label_revise_view, name="label-revise"),
+    path(
+        "projects/<slug:slug>/label/<int:stage>/assignments/<int:assignment_id>/submit/",
+        labelling.label_submit_view,
+        name="label-submit",
+    ),
+    path(
+        "projects/<slug:slug>/label/<int:stage>/assignments/<int:assignment_id>/skip/",
+        labelling.label_skip_view,
+        name="label-skip",
+    ),
+    path("projects/<slug:slug>/gold/", gold.gold_overview, name="gold"),
+    path("projects/<slug:slug>/gold/qa/<int:qa_id>/", gold.gold_qa_edit, name="gold-qa"),
+    path("projects/<slug:slug>/gold/pairs/<int:pair_id>/", gold.gold_pair_edit, name="gold-pair"),
 ]
