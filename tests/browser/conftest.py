@@ -1,6 +1,6 @@
 """Real headless Chromium (Debian's /usr/bin/chromium) driven by Playwright for Python.
 
-One browser per test session; a fresh context (cookies, storage) and page per test. Tests use
+One browser per test module; a fresh context (cookies, storage) and page per test. Tests use
 pytest-django's `live_server`, which needs the `transactional_db` fixture so the server thread sees
 the rows a test creates.
 
@@ -27,22 +27,31 @@ CHROMIUM_ARGS = [
 ]
 PASSWORD = "Test-pass-123"  # tests.factories.UserFactory's password
 
-# Playwright's sync API runs an asyncio loop in this thread, so Django's guard against sync ORM calls
-# inside a running loop would fire on every factory call in a browser test. The ORM calls here are
-# ordinary synchronous test code; the guard does not apply.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not CHROMIUM.exists():
         pytest.skip(f"Chromium not found at {CHROMIUM}: install Debian's `chromium` to run browser tests")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
+    # While Playwright's sync API is running, its asyncio loop counts as running in this thread, so
+    # Django's guard against sync ORM calls inside an event loop would fire on every factory call.
+    # Those calls are plain synchronous test code; the guard is lifted only while the browser lives
+    # (module scope), so the rest of the suite keeps it.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            )
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture
