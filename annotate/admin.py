@@ -86,3 +86,15 @@ class GoldStage2LabelAdmin(admin.ModelAdmin):
 class ImportRecordAdmin(admin.ModelAdmin):
     list_display = ["id", "project", "filename", "format", "status", "created_at"]
     list_filter = ["status", "format"]
+
+
+@admin.register(models.AgreementReport)
+class AgreementReportAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "computed_at", "stage1_labels", "stage2_labels", "duration_ms"]
+    list_filter = ["project"]
+
+
+@admin.register(models.Adjudication)
+class AdjudicationAdmin(admin.ModelAdmin):
+    list_display = ["work_item", "decided_by", "decided_at", "is_safe", "better", "safer"]
+    raw_id_fields = ["work_item", "decided_by"]

@@ -44,6 +44,12 @@ class Project(models.Model):
     max_pairs_per_prompt = models.PositiveSmallIntegerField(
         null=True, blank=True, help_text="Cap on stage-2 response pairs created per prompt (empty = all pairs)."
     )
+    agreement_alert_threshold = models.FloatField(
+        default=0.4, help_text="The dashboard raises an alert when an agreement figure falls below this."
+    )
+    agreement_recompute_labels = models.PositiveIntegerField(
+        default=500, help_text="Recompute agreement statistics after this many new labels."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -194,6 +200,12 @@ class WorkItem(models.Model):
             models.CheckConstraint(name="workitem_labels_within_taken", condition=Q(labels_count__lte=F("taken"))),
         ]
         indexes = [
+            # Serves the adjudication queue: items whose labels are in but did not settle.
+            models.Index(
+                fields=["project", "stage", "id"],
+                name="workitem_adjudication_queue",
+                condition=Q(needs_adjudication=True, settled_at__isnull=True),
+            ),
             # Serves the next-task query: open items of one project and stage, fullest first
             # (breadth-first over overlap), oldest first; gold and regular items are drawn separately.
             models.Index(
@@ -379,3 +391,52 @@ class ImportRecord(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class AgreementReport(models.Model):
+    """Agreement statistics computed by the recompute task and served as stored (never on a page view)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="agreement_reports")
+    computed_at = models.DateTimeField()
+    stage1_labels = models.PositiveIntegerField(help_text="Stage-1 labels in the project when computed.")
+    stage2_labels = models.PositiveIntegerField(help_text="Stage-2 labels in the project when computed.")
+    duration_ms = models.PositiveIntegerField()
+    payload = models.JSONField(help_text="Every statistic, as served by the agreement API.")
+
+    class Meta:
+        indexes = [
+            # Serves "the latest report of this project" (dashboard, API, snapshot creation).
+            models.Index(fields=["project", "-computed_at"], name="agreementreport_latest"),
+        ]
+
+
+class Adjudication(models.Model):
+    """An admin's decision on an item whose labels did not settle; the workers' labels are kept."""
+
+    work_item = models.OneToOneField(WorkItem, on_delete=models.CASCADE, related_name="adjudication")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField()
+    categories = models.PositiveIntegerField(null=True, blank=True)
+    is_safe = models.BooleanField(null=True, blank=True)
+    better = models.PositiveSmallIntegerField(null=True, blank=True)
+    safer = models.PositiveSmallIntegerField(null=True, blank=True)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                name="adjudication_one_stage_decided",
+                condition=(
+                    Q(categories__isnull=False, is_safe__isnull=False, better__isnull=True, safer__isnull=True)
+                    | Q(categories__isnull=True, is_safe__isnull=True, better__in=[0, 1], safer__in=[0, 1])
+                ),
+            ),
+            models.CheckConstraint(
+                name="adjudication_safe_iff_no_category",
+                condition=Q(categories__isnull=True)
+                | Q(is_safe=True, categories=0)
+                | Q(is_safe=False, categories__gt=0, categories__lte=ALL_CATEGORIES_MASK),
+            ),
+        ]

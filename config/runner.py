@@ -26,9 +26,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -43,7 +44,7 @@ def _log(message: str) -> None:
 
 
 def setup(*, seed: bool) -> str:
-    """Prepare folders, database and static files; return what seed_demo printed (the demo logins)."""
+    """Prepare folders, database and static files; return the demo logins seed_demo printed."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
@@ -59,16 +60,21 @@ def setup(*, seed: bool) -> str:
     _log(f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {db.get('NAME')}")
     _log(f"broker: {_redact(settings.CELERY_BROKER_URL)}")
     call_command("migrate", interactive=False, verbosity=1)
-    seeded = ""
+    logins = ""
     if seed:
         out = io.StringIO()
         call_command("seed_demo", stdout=out)
-        seeded = out.getvalue()
+        # seed_demo reports its steps, then a table of the demo accounts: the steps now, the table
+        # again once the server is up, where a new user looks for it.
+        steps, marker, table = out.getvalue().partition("Demo accounts")
+        for line in steps.strip().splitlines():
+            _log(f"seed_demo: {line}")
+        logins = (marker + table) if marker else steps
     if not settings.DEBUG:
         call_command("collectstatic", interactive=False, verbosity=0)
     # The children open their own connections; the parent must not hold SQLite locks or idle sessions.
     connections.close_all()
-    return seeded
+    return logins
 
 
 def _var_folders(settings) -> list[Path]:
@@ -77,7 +83,7 @@ def _var_folders(settings) -> list[Path]:
     options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
     if settings.CELERY_BROKER_URL.startswith("filesystem://"):
         # kombu's filesystem transport does not create its folders.
-        for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+        for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
             if options.get(key):
                 folders.append(Path(str(options[key])))
     return folders
@@ -106,17 +112,42 @@ def _beat_schedule_configured() -> bool:
 class Child:
     name: str
     argv: list[str]
+    # A line the child prints once it is ready; the runner's banner waits for it.
+    ready_marker: bytes | None = None
     process: subprocess.Popen[bytes] | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+    _pump: threading.Thread | None = None
 
     def start(self) -> None:
         self.process = subprocess.Popen(
             self.argv,
             cwd=BASE_DIR,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             # Own process group: a terminal's Ctrl-C reaches only the runner, which then stops the
             # children in order instead of all of them racing on the same signal.
             start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
+        if self.ready_marker is None:
+            self.ready.set()
+        self._pump = threading.Thread(target=self._forward_output, name=f"{self.name} output", daemon=True)
+        self._pump.start()
+
+    def _forward_output(self) -> None:
+        """Copy the child's output to ours line by line, watching for its ready line."""
+        assert self.process is not None and self.process.stdout is not None
+        out = sys.stdout.buffer
+        for line in iter(self.process.stdout.readline, b""):
+            out.write(line)
+            out.flush()
+            if not self.ready.is_set() and self.ready_marker is not None and self.ready_marker in line:
+                self.ready.set()
+
+    def flush_output(self, timeout: float = 2) -> None:
+        if self._pump is not None:
+            self._pump.join(timeout)
 
     @property
     def running(self) -> bool:
@@ -127,6 +158,13 @@ class Child:
             assert self.process is not None
             with contextlib.suppress(ProcessLookupError):  # it exited just now
                 self.process.send_signal(signum)
+
+    def kill_leftovers(self) -> None:
+        """SIGKILL what is left of the child's process group: a killed Celery worker leaves its pool
+        and beat processes behind, and they would hold the broker and the database."""
+        if self.process is not None and os.name == "posix":
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
 
 
 def _die_with_parent() -> None:
@@ -259,6 +297,9 @@ class Supervisor:
                 for child in self.children:
                     child.signal(signal.SIGKILL)
                 self._wait(5, forced=True)
+        for child in self.children:
+            child.kill_leftovers()
+            child.flush_output()
         _log("stopped")
 
     def _wait(self, seconds: float, *, forced: bool = False) -> bool:
@@ -289,36 +330,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.setup_only and not _port_free(args.host, args.port):
         _log(f"ERROR: {args.host}:{args.port} is already in use; stop what runs there or pass --port")
         return 2
-    seeded = setup(seed=not args.no_seed)
+    logins = setup(seed=not args.no_seed)
     if args.setup_only:
-        if seeded:
-            print(seeded, end="" if seeded.endswith("\n") else "\n", flush=True)
+        if logins:
+            print(logins, end="" if logins.endswith("\n") else "\n", flush=True)
         _log("setup done")
         return 0
 
     from django.conf import settings
 
     url = f"http://{args.host}:{args.port}/"
-    children = [
-        Child("web server", web_argv(args.host, args.port)),
-        Child("Celery worker", worker_argv(beat=_beat_schedule_configured(), var_dir=Path(settings.VAR_DIR))),
-    ]
+    web = Child("web server", web_argv(args.host, args.port))
+    worker = Child(
+        "Celery worker",
+        worker_argv(beat=_beat_schedule_configured(), var_dir=Path(settings.VAR_DIR)),
+        ready_marker=b" ready.",
+    )
     started = time.monotonic()
 
     def on_ready() -> bool:
-        if not _accepting(args.host, args.port):
-            if time.monotonic() - started > 60:
-                _log("WARNING: the web server has not opened its port after 60s")
-                return True
-            return False
+        """Print the banner once the site answers and the worker is up, so it ends the start-up output."""
+        waited = time.monotonic() - started
+        if not (_accepting(args.host, args.port) and worker.ready.is_set()):
+            if waited < 90:
+                return False
+            _log("WARNING: still starting after 90s; the web server or the worker may be stuck")
         banner = ["", f"BeaverLab is running at {url}  (Ctrl-C stops the web server and the worker)"]
         banner += [f"API docs: {url}api/v1/docs/"]
-        if seeded:
-            banner += [seeded.rstrip("\n")]
+        if logins:
+            banner += ["", logins.rstrip("\n")]
         print("\n".join(banner) + "\n", flush=True)
         return True
 
-    return Supervisor(children, grace=args.grace).run(on_ready=on_ready)
+    return Supervisor([web, worker], grace=args.grace).run(on_ready=on_ready)
 
 
 if __name__ == "__main__":

@@ -158,9 +158,10 @@ def live_worker(django_db_setup, tmp_path_factory) -> Iterator[LiveWorker]:
             "data_folder_in": str(broker / "queue"),
             "data_folder_out": str(broker / "queue"),
             "processed_folder": str(broker / "processed"),
+            "control_folder": str(broker / "control"),
             "store_processed": False,
         }
-        for key in ("data_folder_in", "processed_folder"):
+        for key in ("data_folder_in", "processed_folder", "control_folder"):
             Path(transport_options[key]).mkdir(parents=True, exist_ok=True)
     worker = LiveWorker(env=env, log_path=folder / "worker.log", transport_options=transport_options)
     worker.database_name = str(connections["default"].settings_dict["NAME"])
