@@ -289,7 +289,8 @@ class Supervisor:
             child.signal(signal.SIGTERM)
         if not self._wait(self.grace):
             names = ", ".join(c.name for c in self.children if c.running)
-            _log(f"still running after {self.grace:g}s, forcing: {names}")
+            why = "asked again" if self.stop_signals > 1 else f"still running after {self.grace:g}s"
+            _log(f"{why}: forcing {names}")
             for child in self.children:
                 # Celery's cold shutdown (SIGQUIT) puts unacknowledged (acks_late) tasks back.
                 child.signal(signal.SIGQUIT if "worker" in child.name else signal.SIGKILL)
