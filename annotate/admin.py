@@ -98,3 +98,10 @@ class AgreementReportAdmin(admin.ModelAdmin):
 class AdjudicationAdmin(admin.ModelAdmin):
     list_display = ["work_item", "decided_by", "decided_at", "is_safe", "better", "safer"]
     raw_id_fields = ["work_item", "decided_by"]
+
+
+@admin.register(models.Snapshot)
+class SnapshotAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "format", "file_format", "status", "created_at", "finished_at"]
+    list_filter = ["status", "format", "project"]
+    readonly_fields = ["row_counts", "agreement", "files", "filters"]

@@ -440,3 +440,71 @@ class Adjudication(models.Model):
                 | Q(is_safe=False, categories__gt=0, categories__lte=ALL_CATEGORIES_MASK),
             ),
         ]
+
+
+class ExportFormat(models.TextChoices):
+    BEAVERTAILS = "beavertails", "BeaverTails (QA pairs with harm categories)"
+    PKU_SAFERLHF = "pku-saferlhf", "PKU-SafeRLHF (response pairs with preferences)"
+    RAW = "raw", "Raw labels (one row per worker label)"
+
+
+class FileFormat(models.TextChoices):
+    JSONL = "jsonl", "JSON lines"
+    PARQUET = "parquet", "Parquet"
+
+
+class SnapshotStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Snapshot(models.Model):
+    """An immutable dataset export: the consensus at one moment, its filters, counts and file hashes.
+
+    Only the export task writes a snapshot's results, once; after it succeeds nothing changes it, so a
+    model trained on it can always be traced back to exactly the rows it saw.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="snapshots")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    format = models.CharField(max_length=16, choices=ExportFormat.choices)
+    file_format = models.CharField(max_length=16, choices=FileFormat.choices, default=FileFormat.JSONL)
+    compress = models.BooleanField(default=False, help_text="gzip the JSON lines files.")
+    filters = models.JSONField(
+        default=dict,
+        help_text="settled_only, min_agreement, date_from, date_to, guideline_version, as requested.",
+    )
+    test_ratio = models.FloatField(default=0.1, help_text="Share of prompts in the test split.")
+    seed = models.PositiveIntegerField(default=42, help_text="Seeds the split by prompt.")
+    license = models.CharField(max_length=100, default="CC-BY-NC-4.0")
+    status = models.CharField(max_length=16, choices=SnapshotStatus.choices, default=SnapshotStatus.QUEUED)
+    progress = models.FloatField(default=0.0)
+    row_counts = models.JSONField(default=dict, help_text="Rows per split, and rows excluded with why.")
+    agreement = models.JSONField(default=dict, help_text="The project's agreement report when taken.")
+    files = models.JSONField(default=list, help_text="[{name, path, rows, bytes, sha256, content_type}]")
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(name="snapshot_status_valid", condition=Q(status__in=SnapshotStatus.values)),
+            models.CheckConstraint(name="snapshot_format_valid", condition=Q(format__in=ExportFormat.values)),
+            models.CheckConstraint(
+                name="snapshot_file_format_valid", condition=Q(file_format__in=FileFormat.values)
+            ),
+            models.CheckConstraint(name="snapshot_test_ratio_0_1", condition=Q(test_ratio__gte=0, test_ratio__lt=1)),
+            models.CheckConstraint(name="snapshot_progress_0_1", condition=Q(progress__gte=0, progress__lte=1)),
+        ]
+        indexes = [
+            # Serves the researcher's snapshot list of a project, newest first.
+            models.Index(fields=["project", "-created_at"], name="snapshot_project_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"snapshot {self.pk} ({self.format}) of {self.project}"
