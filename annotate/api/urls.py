@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotate.api import projects, tasks
+from annotate.api import imports, projects, tasks
 
 app_name = "annotate-api"
 
@@ -10,4 +10,5 @@ urlpatterns = [
     path("projects/<slug:slug>/tasks/next/", tasks.NextTaskApi.as_view(), name="task-next"),
     path("assignments/<int:assignment_id>/submit/", tasks.SubmitApi.as_view(), name="assignment-submit"),
     path("assignments/<int:assignment_id>/skip/", tasks.SkipApi.as_view(), name="assignment-skip"),
+    path("projects/<slug:slug>/imports/", imports.ImportCreateApi.as_view(), name="project-imports"),
 ]

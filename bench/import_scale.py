@@ -1,0 +1,227 @@
+"""Import scale benchmark: 330,000 synthetic QA rows (BeaverTails size) into PostgreSQL through import_file.
+
+    .venv/bin/python bench/import_scale.py [--rows 330000] [--responses-per-prompt 1] [--keep-db]
+
+Writes a JSONL file of synthetic rows (prompts and responses of realistic length, 40-300 and 100-600
+characters) to a temporary folder, imports it into a fresh project of a dedicated database
+(DATABASE_URL, default postgres://postgres@127.0.0.1:5432/bl_bench, created if missing and, unless
+--keep-db, dropped and re-created so that every run starts from the same empty tables), then imports
+it again to time the all-duplicates path. Prints rows/s and peak RSS and writes
+bench/results/import_scale.json. Target: >= 20,000 rows/s and < 500 MB peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bl_bench")
+
+TARGET_ROWS_PER_S = 20_000
+TARGET_PEAK_RSS_MB = 500
+RESULT_PATH = REPO / "bench" / "results" / "import_scale.json"
+
+_VOCABULARY = (
+    "how can i get my neighbour to stop parking in front of the house without the police finding out what "
+    "would happen if someone used a fake name to open a bank account is it legal to record a phone call "
+    "the best way to make sure nobody notices you should always talk to a professional before you try "
+    "there are many reasons why people feel this way but it is important to remember that everyone "
+    "deserves respect violence is never the answer and you could seriously hurt yourself or others instead "
+    "consider reaching out to a trusted friend family member or local support service they can help you "
+    "understand your options here are a few steps first second finally remember that laws differ by country"
+)
+_WORDS = _VOCABULARY.split()
+_SOURCES = ("alpaca-7b", "alpaca-7b-reproduced", "llama-2-7b-chat", "vicuna-7b", "")
+
+
+def _text(rng: random.Random, low: int, high: int, tag: str) -> str:
+    target = rng.randint(low, high)
+    words: list[str] = [tag]
+    length = len(tag)
+    while length < target:
+        word = rng.choice(_WORDS)
+        words.append(word)
+        length += len(word) + 1
+    return " ".join(words)[:high]
+
+
+def write_rows(path: Path, rows: int, responses_per_prompt: int, seed: int = 330) -> int:
+    """Write the synthetic JSONL file; its size in bytes."""
+    rng = random.Random(seed)
+    prompt = ""
+    with path.open("w", encoding="utf-8") as out:
+        for number in range(rows):
+            if number % responses_per_prompt == 0:
+                prompt = _text(rng, 40, 300, f"[q{number}]").capitalize() + "?"
+            row = {
+                "prompt": prompt,
+                "response": _text(rng, 100, 600, f"[a{number}]").capitalize() + ".",
+                "source": rng.choice(_SOURCES),
+            }
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path.stat().st_size
+
+
+def prepare_database(keep: bool) -> None:
+    """Create the benchmark database if missing (dropping it first unless keep), then migrate."""
+    import dj_database_url
+    import psycopg2
+
+    settings = dj_database_url.parse(os.environ["DATABASE_URL"])
+    if settings["ENGINE"] != "django.db.backends.postgresql":
+        raise SystemExit("import_scale benchmarks PostgreSQL: set DATABASE_URL=postgres://...")
+    name = settings["NAME"]
+    admin = psycopg2.connect(
+        dbname="postgres",
+        user=settings["USER"] or "postgres",
+        password=settings["PASSWORD"] or None,
+        host=settings["HOST"] or "127.0.0.1",
+        port=settings["PORT"] or 5432,
+    )
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        if not keep:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        if cursor.fetchone() is None:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+def peak_rss_mb() -> float:
+    # ru_maxrss is in kilobytes on Linux, in bytes on macOS.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def machine_info() -> dict[str, Any]:
+    from django.db import connection
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_gb = None
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        memory_gb = round(pages * page_size / 1024**3, 1)
+    except (ValueError, OSError):
+        pass
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        (server_version,) = cursor.fetchone()
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "memory_gb": memory_gb,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "database": f"PostgreSQL {server_version} (same machine, default configuration)",
+    }
+
+
+def timed_import(project: Any, path: Path) -> tuple[float, dict[str, int]]:
+    from annotate.importing import import_file
+
+    started = time.perf_counter()
+    result = import_file(project=project, file=path, filename=path.name, format="qa")
+    return time.perf_counter() - started, result.counts
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=330_000)
+    parser.add_argument(
+        "--responses-per-prompt",
+        type=int,
+        default=1,
+        help="QA rows sharing one prompt (1 = every row a new prompt, the most work per row)",
+    )
+    parser.add_argument(
+        "--keep-db", action="store_true", help="do not drop and re-create the benchmark database"
+    )
+    parser.add_argument("--out", type=Path, default=RESULT_PATH)
+    args = parser.parse_args()
+
+    prepare_database(keep=args.keep_db)
+    import django
+    from django.db import connection
+
+    from annotate.models import Project
+
+    with tempfile.TemporaryDirectory(prefix="import_scale_") as folder:
+        path = Path(folder) / "qa_rows.jsonl"
+        started = time.perf_counter()
+        size = write_rows(path, args.rows, args.responses_per_prompt)
+        print(f"generated {args.rows:,} rows ({size / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s")
+        rss_before = peak_rss_mb()
+
+        project = Project.objects.create(slug=f"bench-{int(time.time())}", name="Import scale benchmark")
+        seconds, counts = timed_import(project, path)
+        rows_per_s = counts["rows"] / seconds
+        print(
+            f"import: {counts['rows']:,} rows in {seconds:.2f} s = {rows_per_s:,.0f} rows/s; counts {counts}"
+        )
+        reimport_seconds, reimport_counts = timed_import(project, path)
+        print(
+            f"re-import (all duplicates): {reimport_seconds:.2f} s = "
+            f"{reimport_counts['rows'] / reimport_seconds:,.0f} rows/s, "
+            f"skipped {reimport_counts['skipped_duplicates']:,}"
+        )
+    peak = peak_rss_mb()
+    print(f"peak RSS {peak:.0f} MB (before the import: {rss_before:.0f} MB)")
+    met = rows_per_s >= TARGET_ROWS_PER_S and peak < TARGET_PEAK_RSS_MB
+    print(
+        f"target (>= {TARGET_ROWS_PER_S:,} rows/s, < {TARGET_PEAK_RSS_MB} MB): {'met' if met else 'NOT met'}"
+    )
+
+    result = {
+        "benchmark": "import_scale",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "rows": counts["rows"],
+        "responses_per_prompt": args.responses_per_prompt,
+        "file_bytes": size,
+        "format": "qa (JSONL)",
+        "database_backend": connection.vendor,
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(rows_per_s),
+        "peak_rss_mb": round(peak, 1),
+        "counts": counts,
+        "reimport_seconds": round(reimport_seconds, 3),
+        "reimport_rows_per_s": round(reimport_counts["rows"] / reimport_seconds),
+        "reimport_skipped_duplicates": reimport_counts["skipped_duplicates"],
+        "target": {"rows_per_s": TARGET_ROWS_PER_S, "peak_rss_mb": TARGET_PEAK_RSS_MB, "met": met},
+        "machine": machine_info(),
+        "django": django.get_version(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""seed_demo: the demo project with both stages' work and the demo accounts; running it again changes nothing."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.contrib.auth import authenticate, get_user_model
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from annotate.categories import HARM_CATEGORIES
+from annotate.models import (
+    GoldStage1Label,
+    GoldStage2Label,
+    ImportRecord,
+    Membership,
+    Project,
+    Prompt,
+    QAPair,
+    ResponsePair,
+    Role,
+    Stage,
+    WorkItem,
+)
+
+pytestmark = pytest.mark.django_db
+
+TABLES = (
+    Project,
+    Prompt,
+    QAPair,
+    ResponsePair,
+    WorkItem,
+    GoldStage1Label,
+    GoldStage2Label,
+    Membership,
+    ImportRecord,
+)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # Five demo accounts per run; the production hasher would spend seconds here.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def seed(*args: str) -> str:
+    out = io.StringIO()
+    call_command("seed_demo", *args, stdout=out)
+    return out.getvalue()
+
+
+def sizes() -> dict[str, int]:
+    return {model.__name__: model.objects.count() for model in (*TABLES, get_user_model())}
+
+
+def test_it_builds_the_demo_project_with_work_in_both_stages():
+    out = seed()
+
+    project = Project.objects.get(slug="demo")
+    assert project.prompts.count() == 700 + 140 + 16
+    assert project.qa_pairs.count() == 140 + 32
+    assert project.response_pairs.count() == 16
+    assert WorkItem.objects.filter(project=project, stage=Stage.CLASSIFY).count() == 172
+    assert WorkItem.objects.filter(project=project, stage=Stage.RANK).count() == 16
+    assert "Stage 1" in project.guidelines and "Stage 2" in project.guidelines
+    assert all(category.key in project.guidelines for category in HARM_CATEGORIES)
+    for username, password in (("admin", "demo-admin-pass"), ("annotator3", "demo-annotator3-pass")):
+        assert f"{username}" in out and password in out
+        assert authenticate(username=username, password=password) is not None
+
+
+def test_the_demo_accounts_have_their_roles():
+    seed()
+
+    roles = dict(Membership.objects.filter(project__slug="demo").values_list("user__username", "role"))
+    assert roles == {
+        "admin": Role.ADMIN,
+        "researcher": Role.RESEARCHER,
+        "annotator1": Role.ANNOTATOR,
+        "annotator2": Role.ANNOTATOR,
+        "annotator3": Role.ANNOTATOR,
+    }
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.is_superuser and admin.is_staff
+
+
+def test_running_it_twice_changes_nothing():
+    seed()
+    before = sizes()
+
+    out = seed()
+
+    assert sizes() == before
+    assert out.count("already imported") == 3
+
+
+def test_reset_passwords_restores_the_demo_password():
+    seed()
+    annotator = get_user_model().objects.get(username="annotator1")
+    annotator.set_password("something-else")
+    annotator.save()
+    assert "(changed; use --reset-passwords)" in seed()
+
+    seed("--reset-passwords")
+
+    assert authenticate(username="annotator1", password="demo-annotator1-pass") is not None
+
+
+def test_it_says_which_data_is_missing(settings, tmp_path):
+    settings.SHARED_DATA_DIR = tmp_path
+
+    with pytest.raises(CommandError, match="demo data is missing"):
+        seed()
+    assert not Project.objects.exists()
