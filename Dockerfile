@@ -24,9 +24,9 @@ RUN mkdir -p config annotate moderation training frontend \
     && pip uninstall -y beaverlab \
     && rm -rf config annotate moderation training frontend
 
+# The code runs from /app (the working directory), not as an installed package.
 COPY . .
-RUN pip install --no-deps . \
-    && DEBUG=0 SECRET_KEY=collectstatic-only-build-key python manage.py collectstatic --noinput \
+RUN DEBUG=0 SECRET_KEY=collectstatic-only-build-key python manage.py collectstatic --noinput \
     && mkdir -p /app/var/media && chown -R beaverlab:beaverlab /app/var
 
 USER beaverlab
