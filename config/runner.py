@@ -64,8 +64,8 @@ def setup(*, seed: bool) -> str:
     if seed:
         out = io.StringIO()
         call_command("seed_demo", stdout=out)
-        # seed_demo reports its steps, then a table of the demo accounts: the steps now, the table
-        # again once the server is up, where a new user looks for it.
+        # seed_demo reports its steps, then a table of the demo accounts: the steps go out now, the
+        # table in the banner once the server is up, where a new user looks for it.
         steps, marker, table = out.getvalue().partition("Demo accounts")
         for line in steps.strip().splitlines():
             _log(f"seed_demo: {line}")
