@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotate.api import imports, projects, tasks
+from annotate.api import exports, imports, projects, tasks
 
 app_name = "annotate-api"
 
@@ -11,4 +11,7 @@ urlpatterns = [
     path("assignments/<int:assignment_id>/submit/", tasks.SubmitApi.as_view(), name="assignment-submit"),
     path("assignments/<int:assignment_id>/skip/", tasks.SkipApi.as_view(), name="assignment-skip"),
     path("projects/<slug:slug>/imports/", imports.ImportCreateApi.as_view(), name="project-imports"),
+    path("projects/<slug:slug>/exports/", exports.ExportListCreateApi.as_view(), name="project-exports"),
+    path("exports/<int:snapshot_id>/", exports.ExportDetailApi.as_view(), name="export-detail"),
+    path("exports/<int:snapshot_id>/files/<str:name>", exports.ExportFileApi.as_view(), name="export-file"),
 ]

@@ -137,7 +137,7 @@ def _import_rows(
     writer = BatchWriter(project=project, sink=sink_for(connection), filename=filename)
     rows_read = 0
     try:
-        with open_source(stream, kind=kind, gzipped_by_name=gzipped) as source:
+        with open_source(stream, kind=kind, gzipped_by_name=gzipped) as source, writer.sink.session():
             _check_columns(source, spec)
             rows_read = _consume(source, spec, writer, errors, progress)
     except SourceError as exc:

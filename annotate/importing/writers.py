@@ -13,6 +13,7 @@ the same hash between the check and the insert.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
@@ -47,6 +48,10 @@ Row = tuple[Any, ...]
 
 
 class Sink(Protocol):
+    def session(self) -> contextlib.AbstractContextManager[None]:
+        """Around all the writes of one import (set-up and tear-down a sink may need)."""
+        ...
+
     def insert_returning_ids(
         self, model: type[models.Model], fields: Sequence[str], rows: list[Row]
     ) -> list[int]:
@@ -67,6 +72,9 @@ class OrmSink:
 
     def __init__(self, batch_size: int = 2000) -> None:
         self.batch_size = batch_size
+
+    def session(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     def insert_returning_ids(
         self, model: type[models.Model], fields: Sequence[str], rows: list[Row]
@@ -129,10 +137,14 @@ def default_for(field: models.Field[Any, Any], now: Any) -> Any:
 class _KnownIds:
     """content_hash -> id for one table's rows in the project, as far as this import knows them.
 
-    What the import added or looked up is kept in memory (about 200 bytes a row), so the lookup
+    What the import added or looked up is kept in memory (about 250 bytes a hash), so the lookup
     query only runs for hashes not seen yet, and not at all when the project held no such rows
     when the import began: then every unseen hash is new. This saves an index probe per row.
+    Past `limit` hashes the memory is dropped and every batch is looked up in the database
+    instead (it sees this transaction's own rows), so memory stays bounded on any file size.
     """
+
+    limit = 400_000
 
     def __init__(self, model: type[Prompt] | type[QAPair], project: Project, sink: Sink) -> None:
         self.model = model
@@ -157,6 +169,9 @@ class _KnownIds:
 
     def remember(self, ids: dict[str, int]) -> None:
         self.ids.update(ids)
+        if len(self.ids) > self.limit:
+            self.ids = {}
+            self.lookups_needed = True
 
 
 class BatchWriter:

@@ -605,3 +605,27 @@ def test_a_refused_import_is_recorded_with_its_errors(project):
         "import of 'bad.jsonl' rejected, nothing stored (1 error): "
         "line 1: prompt: must not be empty or only whitespace"
     )
+
+
+def test_dedup_still_holds_once_the_in_memory_hashes_are_dropped(project, writer, monkeypatch):
+    from annotate.importing import service, writers
+
+    # Small batches and a tiny memory limit: later batches must find earlier rows in the database.
+    monkeypatch.setattr(service, "BATCH_ROWS", 4)
+    monkeypatch.setattr(writers._KnownIds, "limit", 3)
+    rows = [qa_row(n % 5) for n in range(12)]  # 5 distinct rows, repeated across 3 batches
+
+    result = run(project, jsonl(*rows), "x.jsonl", "qa")
+
+    assert result.counts["qa_pairs_created"] == 5
+    assert result.counts["skipped_duplicates"] == 7
+
+
+def test_text_is_stored_exactly(project, writer):
+    tricky = 'Tabs\there, "quotes", commas, a back\\slash, \\N, a\r\nnew line and ünïcödé 🦫'
+
+    run(project, jsonl({"prompt": tricky, "response": tricky, "source": "\\N"}), "x.jsonl", "qa")
+
+    qa = QAPair.objects.select_related("prompt").get()
+    assert (qa.prompt.text, qa.response, qa.source) == (tricky, tricky, "\\N")
+    assert qa.content_hash == qa_hash(tricky, tricky)
