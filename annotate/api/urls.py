@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from annotate.api import exports, imports, projects, tasks
 
@@ -14,4 +14,5 @@ urlpatterns = [
     path("projects/<slug:slug>/exports/", exports.ExportListCreateApi.as_view(), name="project-exports"),
     path("exports/<int:snapshot_id>/", exports.ExportDetailApi.as_view(), name="export-detail"),
     path("exports/<int:snapshot_id>/files/<str:name>", exports.ExportFileApi.as_view(), name="export-file"),
+    path("", include("annotate.api.agreement")),
 ]

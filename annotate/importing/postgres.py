@@ -31,7 +31,7 @@ Encoder = Callable[[Any], str]
 _TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _quoted(value: Any) -> str:
+def _escaped(value: Any) -> str:
     # COPY's text format: \N is NULL; backslash, tab, newline and carriage return are escaped.
     if value is None:
         return "\\N"
@@ -49,12 +49,16 @@ def _boolean(value: Any) -> str:
     return "\\N" if value is None else ("t" if value else "f")
 
 
+_NOT_NULL_BOOLEAN: dict[Any, str] = {True: "t", False: "f"}
+
+
 def _encoder_for(field: models.Field[Any, Any]) -> Encoder:
+    # Builtins where the column cannot be NULL: this runs for every value of every row.
     if isinstance(field, models.BooleanField):
-        return _boolean
+        return _boolean if field.null else _NOT_NULL_BOOLEAN.__getitem__
     if isinstance(field, models.IntegerField | models.ForeignKey | models.AutoField):
-        return _plain
-    return _quoted  # text, dates, JSON: anything that may hold a comma or a quote
+        return _plain if field.null else str
+    return _escaped  # text, dates, JSON
 
 
 COPY_CHUNK_CHARS = 1 << 16

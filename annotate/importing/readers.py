@@ -103,7 +103,8 @@ def _is_gzip(file: IO[bytes]) -> bool:
     return head == GZIP_MAGIC
 
 
-TextStream = io.BufferedIOBase
+# The decompressed bytes of the file, buffered (readline, read).
+ByteStream = io.BufferedIOBase
 
 
 @contextlib.contextmanager
@@ -112,7 +113,7 @@ def open_source(file: IO[bytes], *, kind: str, gzipped_by_name: bool) -> Iterato
     counter = _CountingReader(file)
     buffered = io.BufferedReader(counter, buffer_size=CHUNK_BYTES)
     gzipped = gzipped_by_name or _is_gzip(file)
-    stream: TextStream = gzip.GzipFile(fileobj=buffered, mode="rb") if gzipped else buffered
+    stream: ByteStream = gzip.GzipFile(fileobj=buffered, mode="rb") if gzipped else buffered
     if kind != "parquet":
         source = _TEXT_SOURCES[kind](stream)
         source.bytes_read = lambda: counter.count
@@ -128,13 +129,17 @@ def open_source(file: IO[bytes], *, kind: str, gzipped_by_name: bool) -> Iterato
             yield _parquet_source(spool, reported_size=_size_of(file))
 
 
+def _damaged(exc: Exception, line: int | None) -> SourceError:
+    return SourceError(issue(f"the compressed file is damaged or truncated ({exc})", line=line))
+
+
 @contextlib.contextmanager
 def _read_errors(line: int | None) -> Iterator[None]:
     """Turn a damaged container (bad gzip, truncated stream) into one file-level problem."""
     try:
         yield
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise SourceError(issue(f"the compressed file is damaged or truncated ({exc})", line=line)) from None
+        raise _damaged(exc, line) from None
 
 
 # --- text decoding ----------------------------------------------------------------------------------
@@ -148,24 +153,23 @@ def _encoding_problem(line: int, data: bytes, start: int) -> ImportIssue:
     )
 
 
-def _bounded_lines(stream: TextStream) -> Iterator[tuple[int, bytes | None]]:
+def _bounded_lines(stream: ByteStream) -> Iterator[tuple[int, bytes | None]]:
     """(line number, bytes) per physical line; None for a line past MAX_RECORD_BYTES (skipped)."""
     number = 0
-    while True:
-        with _read_errors(number + 1):
-            data = stream.readline(MAX_RECORD_BYTES)
-        if not data:
-            return
-        number += 1
-        if number == 1 and data.startswith(codecs.BOM_UTF8):
-            data = data[len(codecs.BOM_UTF8) :]
-        if len(data) >= MAX_RECORD_BYTES and not data.endswith(b"\n"):
-            while data and not data.endswith(b"\n"):
-                with _read_errors(number):
+    # One handler around the loop, not a context manager per line: this runs 330,000 times.
+    try:
+        while data := stream.readline(MAX_RECORD_BYTES):
+            number += 1
+            if number == 1 and data.startswith(codecs.BOM_UTF8):
+                data = data[len(codecs.BOM_UTF8) :]
+            if len(data) >= MAX_RECORD_BYTES and not data.endswith(b"\n"):
+                while data and not data.endswith(b"\n"):
                     data = stream.readline(CHUNK_BYTES)
-            yield number, None
-            continue
-        yield number, data
+                yield number, None
+            else:
+                yield number, data
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise _damaged(exc, number + 1) from None
 
 
 def _too_long(line: int) -> ImportIssue:
@@ -175,7 +179,7 @@ def _too_long(line: int) -> ImportIssue:
 # --- JSON lines -------------------------------------------------------------------------------------
 
 
-def _jsonl_rows(stream: TextStream) -> Iterator[SourceRow]:
+def _jsonl_rows(stream: ByteStream) -> Iterator[SourceRow]:
     for number, data in _bounded_lines(stream):
         if data is None:
             yield SourceRow(number, problem=_too_long(number))
@@ -195,14 +199,14 @@ def _jsonl_rows(stream: TextStream) -> Iterator[SourceRow]:
             )
 
 
-def _jsonl_source(stream: TextStream) -> Source:
+def _jsonl_source(stream: ByteStream) -> Source:
     return Source(rows=_jsonl_rows(stream))
 
 
 # --- JSON (a top-level array) -----------------------------------------------------------------------
 
 
-def _decoded_chunks(stream: TextStream) -> Iterator[str]:
+def _decoded_chunks(stream: ByteStream) -> Iterator[str]:
     """The file as UTF-8 text in chunks; a decoding error stops reading with its line number."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     newlines = 0
@@ -292,7 +296,7 @@ class _JsonStream:
             self._read_more()
 
 
-def _json_rows(stream: TextStream) -> Iterator[SourceRow]:
+def _json_rows(stream: ByteStream) -> Iterator[SourceRow]:
     reader = _JsonStream(_decoded_chunks(stream))
     opening = reader.peek()
     if opening is None:
@@ -335,7 +339,7 @@ def _array_elements(reader: _JsonStream) -> Iterator[SourceRow]:
             raise reader.error("expecting ',' or ']' after an array element")
 
 
-def _json_source(stream: TextStream) -> Source:
+def _json_source(stream: ByteStream) -> Source:
     return Source(rows=_json_rows(stream))
 
 
@@ -345,7 +349,7 @@ def _json_source(stream: TextStream) -> Source:
 class _CsvLines:
     """Decoded physical lines for csv.reader, remembering which lines were not UTF-8."""
 
-    def __init__(self, stream: TextStream) -> None:
+    def __init__(self, stream: ByteStream) -> None:
         self._lines = _bounded_lines(stream)
         self.bad: dict[int, ImportIssue] = {}
 
@@ -375,7 +379,7 @@ def _csv_problem(exc: csv.Error, line: int) -> SourceError:
     return SourceError(issue(f"invalid CSV: {message}", line=line))
 
 
-def _csv_source(stream: TextStream) -> Source:
+def _csv_source(stream: ByteStream) -> Source:
     lines = _CsvLines(stream)
     reader = csv.reader(iter(lines))
     try:
@@ -415,7 +419,7 @@ def _csv_rows(reader: Any, lines: _CsvLines, columns: tuple[str, ...]) -> Iterat
             yield SourceRow(start, values=dict(zip(columns, cells, strict=True)))
 
 
-_TEXT_SOURCES: dict[str, Callable[[TextStream], Source]] = {
+_TEXT_SOURCES: dict[str, Callable[[ByteStream], Source]] = {
     "jsonl": _jsonl_source,
     "json": _json_source,
     "csv": _csv_source,

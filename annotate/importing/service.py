@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from django.db import DataError, IntegrityError, connection, transaction
 from annotate.importing.errors import ErrorLog, ImportIssue, ImportRejected, SourceError, issue
 from annotate.importing.formats import FORMATS, SUPPORTED_FORMATS, ImportFormat, ParsedRow
 from annotate.importing.pipeline import RowReader
-from annotate.importing.readers import SUPPORTED_EXTENSIONS, Source, kind_for_filename, open_source
+from annotate.importing.readers import Source, kind_for_filename, open_source
 from annotate.importing.writers import COUNT_KEYS, BatchWriter, sink_for
 from annotate.models import ImportRecord, Project
 
@@ -95,7 +96,7 @@ def _check_request(format: str, filename: str) -> tuple[ImportFormat, str, bool]
     if kind is None:
         problems.append(
             issue(
-                f"unsupported file type {filename!r}; use {', '.join(SUPPORTED_EXTENSIONS[:4])} or .parquet, "
+                f"unsupported file type {filename!r}; use .jsonl, .json, .csv or .parquet, "
                 "optionally gzip-compressed (.gz)",
                 field="file",
             )
@@ -110,6 +111,8 @@ def _binary(file: IO[bytes] | str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     if isinstance(file, str | os.PathLike):
         with open(file, "rb") as opened:
             yield opened
+    elif isinstance(file, io.TextIOBase):
+        raise TypeError("import_file reads bytes: open the file in binary mode ('rb')")
     else:
         yield file
 

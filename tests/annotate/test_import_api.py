@@ -122,3 +122,26 @@ def test_the_endpoint_is_in_the_openapi_schema(api, researcher):
 
     assert response.status_code == 200
     assert "/api/v1/projects/{slug}/imports/" in response.json()["paths"]
+
+
+def test_large_and_binary_uploads_stream_from_disk(api, project, researcher, tmp_path, settings):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # Past FILE_UPLOAD_MAX_MEMORY_SIZE Django spools the upload to a temporary file.
+    rows = [{"prompt": f"Question {n}?", "response": "An answer. " * 30} for n in range(12_000)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "rows.parquet")
+    big = "".join(json.dumps(row) + "\n" for row in rows).encode()
+    assert len(big) > settings.FILE_UPLOAD_MAX_MEMORY_SIZE
+    client = api(researcher)
+
+    jsonl_response = client.post(url(project), {"file": upload("rows.jsonl", big), "format": "qa"})
+    parquet_response = client.post(
+        url(project),
+        {"file": upload("rows.parquet", (tmp_path / "rows.parquet").read_bytes()), "format": "qa"},
+    )
+
+    assert jsonl_response.status_code == 201
+    assert jsonl_response.json()["counts"]["qa_pairs_created"] == 12_000
+    assert parquet_response.status_code == 201
+    assert parquet_response.json()["counts"]["skipped_duplicates"] == 12_000
