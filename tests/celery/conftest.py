@@ -138,6 +138,15 @@ def wait_for(condition: Callable[[], Any], *, timeout: float = 30, what: str = "
         time.sleep(0.2)
 
 
+def _rebase(path: object, old_root: Path, new_root: Path) -> str:
+    try:
+        return str(new_root / Path(str(path)).relative_to(old_root))
+    except ValueError:
+        raise NotImplementedError(
+            f"broker folder {path} is outside VAR_DIR; the worker could not share it"
+        ) from None
+
+
 @pytest.fixture(scope="module")
 def live_worker(django_db_setup, tmp_path_factory) -> Iterator[LiveWorker]:
     folder = tmp_path_factory.mktemp("celery")
@@ -152,17 +161,15 @@ def live_worker(django_db_setup, tmp_path_factory) -> Iterator[LiveWorker]:
     )
     transport_options: dict[str, Any] | None = None
     if settings.CELERY_BROKER_URL.startswith("filesystem://"):
-        # The worker derives these folders from BEAVERLAB_VAR_DIR exactly as settings.py does.
-        broker = folder / "var" / "broker"
+        # The worker derives its broker folders from BEAVERLAB_VAR_DIR; the same folders, moved under
+        # the temp var dir, are where this process must publish.
         transport_options = {
-            "data_folder_in": str(broker / "queue"),
-            "data_folder_out": str(broker / "queue"),
-            "processed_folder": str(broker / "processed"),
-            "control_folder": str(broker / "control"),
-            "store_processed": False,
+            key: _rebase(value, Path(settings.VAR_DIR), folder / "var") if "_folder" in key else value
+            for key, value in settings.CELERY_BROKER_TRANSPORT_OPTIONS.items()
         }
-        for key in ("data_folder_in", "processed_folder", "control_folder"):
-            Path(transport_options[key]).mkdir(parents=True, exist_ok=True)
+        for key, value in transport_options.items():
+            if "_folder" in key:
+                Path(value).mkdir(parents=True, exist_ok=True)
     worker = LiveWorker(env=env, log_path=folder / "worker.log", transport_options=transport_options)
     worker.database_name = str(connections["default"].settings_dict["NAME"])
     # A message left by an aborted earlier run would run against this run's rows.
