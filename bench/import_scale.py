@@ -187,6 +187,11 @@ def timed_import(project: Any, path: Path) -> dict[str, Any]:
     }
 
 
+def _cpu_bound_estimate(run: dict[str, Any]) -> int | None:
+    busiest = max(run["client_cpu_s"], run["db_backend_cpu_s"] or 0)
+    return round(run["counts"]["rows"] / busiest) if busiest else None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=330_000)
@@ -223,7 +228,8 @@ def main() -> int:
         print(f"  counts {first['counts']}")
         print(
             f"  cpu: client {first['client_cpu_s']} s, database backend {first['db_backend_cpu_s']} s; "
-            f"load average {first['load_average_1min']} on {os.cpu_count()} cores"
+            f"load average {first['load_average_1min']} on {os.cpu_count()} cores; "
+            f"cpu-bound estimate {_cpu_bound_estimate(first) or 0:,} rows/s"
         )
         again = timed_import(project, path)
         print(
@@ -252,6 +258,12 @@ def main() -> int:
         "client_cpu_s": first["client_cpu_s"],
         "db_backend_cpu_s": first["db_backend_cpu_s"],
         "load_average_1min": first["load_average_1min"],
+        "cpu_bound_estimate_rows_per_s": _cpu_bound_estimate(first),
+        "note": (
+            "rows_per_s is wall-clock on this machine as it was (see load_average_1min against machine.cpu_count); "
+            "cpu_bound_estimate_rows_per_s = rows / max(client_cpu_s, db_backend_cpu_s), what two idle cores "
+            "would allow if the client and its database backend overlap fully (an estimate, not a measurement)"
+        ),
         "reimport": {
             key: again[key] for key in ("seconds", "rows_per_s", "client_cpu_s", "db_backend_cpu_s")
         },

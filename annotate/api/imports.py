@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -52,6 +52,9 @@ class ImportOutput(serializers.Serializer):
 class ImportCreateApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
+    # Every view's nested serializer is called InputSerializer; a component name of its own keeps
+    # drf-spectacular from merging them into one "Input" schema.
+    @extend_schema_serializer(component_name="ImportInput")
     class InputSerializer(serializers.Serializer):
         file = serializers.FileField(help_text=".jsonl, .json (an array), .csv or .parquet, optionally .gz")
         format = serializers.ChoiceField(choices=SUPPORTED_FORMATS)

@@ -177,7 +177,8 @@ def _consume(
     reader = RowReader(source, spec, errors, batch_rows=BATCH_ROWS, max_bytes=settings.IMPORT_MAX_FIELD_BYTES)
     with reader:
         for batch in reader.batches():
-            _flush(writer, batch.rows)
+            if not errors:  # a batch queued before the reader's first problem would be rolled back anyway
+                _flush(writer, batch.rows)
             if progress is not None:
                 progress(batch.rows_read, batch.bytes_read)
     if progress is not None:
