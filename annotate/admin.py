@@ -53,7 +53,16 @@ class WorkItemAdmin(admin.ModelAdmin):
 
 @admin.register(models.Assignment)
 class AssignmentAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "stage", "worker", "leased_at", "expires_at", "submitted_at", "skipped_at"]
+    list_display = [
+        "id",
+        "project",
+        "stage",
+        "worker",
+        "leased_at",
+        "expires_at",
+        "submitted_at",
+        "skipped_at",
+    ]
     list_filter = ["project", "stage"]
     raw_id_fields = ["work_item", "worker"]
 

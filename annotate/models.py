@@ -32,8 +32,12 @@ class Project(models.Model):
         default=1, help_text="Bumped by admins when the guidelines change; every label records it."
     )
     overlap_stage1 = models.PositiveSmallIntegerField(default=3, help_text="Distinct workers per QA pair.")
-    overlap_stage2 = models.PositiveSmallIntegerField(default=3, help_text="Distinct workers per response pair.")
-    lease_seconds = models.PositiveIntegerField(default=600, help_text="How long a claimed task stays reserved.")
+    overlap_stage2 = models.PositiveSmallIntegerField(
+        default=3, help_text="Distinct workers per response pair."
+    )
+    lease_seconds = models.PositiveIntegerField(
+        default=600, help_text="How long a claimed task stays reserved."
+    )
     gold_rate = models.FloatField(default=0.1, help_text="Share of tasks served from gold items (0 to 1).")
     gold_min_items = models.PositiveSmallIntegerField(
         default=5, help_text="Gold items a worker must answer before their gold accuracy is judged."
@@ -42,7 +46,9 @@ class Project(models.Model):
         default=0.7, help_text="Workers under this gold accuracy are flagged for the admin."
     )
     max_pairs_per_prompt = models.PositiveSmallIntegerField(
-        null=True, blank=True, help_text="Cap on stage-2 response pairs created per prompt (empty = all pairs)."
+        null=True,
+        blank=True,
+        help_text="Cap on stage-2 response pairs created per prompt (empty = all pairs).",
     )
     agreement_alert_threshold = models.FloatField(
         default=0.4, help_text="The dashboard raises an alert when an agreement figure falls below this."
@@ -61,7 +67,9 @@ class Project(models.Model):
             models.CheckConstraint(
                 name="project_overlap_positive", condition=Q(overlap_stage1__gte=1) & Q(overlap_stage2__gte=1)
             ),
-            models.CheckConstraint(name="project_gold_rate_0_1", condition=Q(gold_rate__gte=0, gold_rate__lte=1)),
+            models.CheckConstraint(
+                name="project_gold_rate_0_1", condition=Q(gold_rate__gte=0, gold_rate__lte=1)
+            ),
             models.CheckConstraint(
                 name="project_gold_threshold_0_1",
                 condition=Q(gold_accuracy_threshold__gte=0, gold_accuracy_threshold__lte=1),
@@ -97,7 +105,9 @@ class Membership(models.Model):
 class Prompt(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
     text = models.TextField()
-    content_hash = models.CharField(max_length=64, help_text="sha256 of the text; deduplicates within a project.")
+    content_hash = models.CharField(
+        max_length=64, help_text="sha256 of the text; deduplicates within a project."
+    )
     category_id = models.PositiveSmallIntegerField(
         null=True, blank=True, help_text="Harm category the prompt was written for (BeaverTails-Evaluation)."
     )
@@ -107,7 +117,8 @@ class Prompt(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["project", "content_hash"], name="prompt_unique_per_project"),
             models.CheckConstraint(
-                name="prompt_category_id_range", condition=Q(category_id__isnull=True) | Q(category_id__lte=13)
+                name="prompt_category_id_range",
+                condition=Q(category_id__isnull=True) | Q(category_id__lte=13),
             ),
         ]
 
@@ -168,7 +179,9 @@ class WorkItem(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="work_items")
     stage = models.PositiveSmallIntegerField(choices=Stage.choices)
-    qa_pair = models.OneToOneField(QAPair, null=True, blank=True, on_delete=models.CASCADE, related_name="work_item")
+    qa_pair = models.OneToOneField(
+        QAPair, null=True, blank=True, on_delete=models.CASCADE, related_name="work_item"
+    )
     response_pair = models.OneToOneField(
         ResponsePair, null=True, blank=True, on_delete=models.CASCADE, related_name="work_item"
     )
@@ -184,7 +197,8 @@ class WorkItem(models.Model):
     consensus_better = models.PositiveSmallIntegerField(null=True, blank=True)
     consensus_safer = models.PositiveSmallIntegerField(null=True, blank=True)
     needs_adjudication = models.BooleanField(
-        default=False, help_text="All labels are in but they do not settle (a tie, or an inconsistent majority)."
+        default=False,
+        help_text="All labels are in but they do not settle (a tie, or an inconsistent majority).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -197,7 +211,9 @@ class WorkItem(models.Model):
                     | Q(stage=Stage.RANK, qa_pair__isnull=True, response_pair__isnull=False)
                 ),
             ),
-            models.CheckConstraint(name="workitem_labels_within_taken", condition=Q(labels_count__lte=F("taken"))),
+            models.CheckConstraint(
+                name="workitem_labels_within_taken", condition=Q(labels_count__lte=F("taken"))
+            ),
         ]
         indexes = [
             # Serves the adjudication queue: items whose labels are in but did not settle.
@@ -243,7 +259,9 @@ class Assignment(models.Model):
     work_item = models.ForeignKey(WorkItem, on_delete=models.CASCADE, related_name="assignments")
     worker = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
     stage = models.PositiveSmallIntegerField(choices=Stage.choices)
-    status = models.CharField(max_length=16, choices=AssignmentStatus.choices, default=AssignmentStatus.LEASED)
+    status = models.CharField(
+        max_length=16, choices=AssignmentStatus.choices, default=AssignmentStatus.LEASED
+    )
     leased_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     submitted_at = models.DateTimeField(null=True, blank=True)
@@ -257,20 +275,27 @@ class Assignment(models.Model):
         constraints = [
             # A worker never gets the same item twice.
             models.UniqueConstraint(fields=["work_item", "worker"], name="assignment_once_per_worker"),
-            models.CheckConstraint(name="assignment_status_valid", condition=Q(status__in=AssignmentStatus.values)),
-            models.CheckConstraint(name="assignment_expires_after_lease", condition=Q(expires_at__gt=F("leased_at"))),
+            models.CheckConstraint(
+                name="assignment_status_valid", condition=Q(status__in=AssignmentStatus.values)
+            ),
+            models.CheckConstraint(
+                name="assignment_expires_after_lease", condition=Q(expires_at__gt=F("leased_at"))
+            ),
             models.CheckConstraint(
                 name="assignment_submitted_has_time",
                 condition=~Q(status="submitted") | Q(submitted_at__isnull=False),
             ),
             models.CheckConstraint(
-                name="assignment_skipped_has_time", condition=~Q(status="skipped") | Q(skipped_at__isnull=False)
+                name="assignment_skipped_has_time",
+                condition=~Q(status="skipped") | Q(skipped_at__isnull=False),
             ),
         ]
         indexes = [
             # Serves "this worker's live lease in this project and stage" (reload-safe next task).
             models.Index(
-                fields=["worker", "project", "stage"], name="assignment_worker_live", condition=Q(status="leased")
+                fields=["worker", "project", "stage"],
+                name="assignment_worker_live",
+                condition=Q(status="leased"),
             ),
             # Serves the expiry sweep that returns lapsed leases to the pool.
             models.Index(fields=["expires_at"], name="assignment_live_expiry", condition=Q(status="leased")),
@@ -286,11 +311,15 @@ class Stage1Label(models.Model):
     """A worker's harm classification of one QA pair. Safe iff no category is set."""
 
     qa_pair = models.ForeignKey(QAPair, on_delete=models.CASCADE, related_name="stage1_labels")
-    worker = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stage1_labels")
+    worker = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stage1_labels"
+    )
     assignment = models.OneToOneField(
         Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="stage1_label"
     )
-    categories = models.PositiveIntegerField(help_text="Bit mask over the 14 harm categories (bit i = category_id i).")
+    categories = models.PositiveIntegerField(
+        help_text="Bit mask over the 14 harm categories (bit i = category_id i)."
+    )
     is_safe = models.BooleanField()
     guideline_version = models.PositiveIntegerField()
     time_on_task_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -309,12 +338,17 @@ class Stage1Label(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"stage-1 label of QA pair {self.qa_pair_id} by {self.worker_id}"
+
 
 class Stage2Label(models.Model):
     """A worker's preference on one response pair, in the pair's canonical order (0 = qa_a)."""
 
     response_pair = models.ForeignKey(ResponsePair, on_delete=models.CASCADE, related_name="stage2_labels")
-    worker = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stage2_labels")
+    worker = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stage2_labels"
+    )
     assignment = models.OneToOneField(
         Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="stage2_label"
     )
@@ -332,6 +366,9 @@ class Stage2Label(models.Model):
             models.CheckConstraint(name="stage2label_safer_0_1", condition=Q(safer__in=[0, 1])),
         ]
 
+    def __str__(self) -> str:
+        return f"stage-2 label of pair {self.response_pair_id} by {self.worker_id}"
+
 
 class GoldStage1Label(models.Model):
     """The expert answer for a QA pair (from an import of a labelled file, or set by a researcher)."""
@@ -339,7 +376,9 @@ class GoldStage1Label(models.Model):
     qa_pair = models.OneToOneField(QAPair, on_delete=models.CASCADE, related_name="gold")
     categories = models.PositiveIntegerField()
     is_safe = models.BooleanField()
-    source = models.CharField(max_length=200, help_text="Where the expert label came from (file, researcher).")
+    source = models.CharField(
+        max_length=200, help_text="Where the expert label came from (file, researcher)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -353,6 +392,9 @@ class GoldStage1Label(models.Model):
                 name="goldstage1_safe_has_no_category", condition=Q(is_safe=False) | Q(categories=0)
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"gold label of QA pair {self.qa_pair_id}"
 
 
 class GoldStage2Label(models.Model):
@@ -369,6 +411,9 @@ class GoldStage2Label(models.Model):
             models.CheckConstraint(name="goldstage2_better_0_1", condition=Q(better__in=[0, 1])),
             models.CheckConstraint(name="goldstage2_safer_0_1", condition=Q(safer__in=[0, 1])),
         ]
+
+    def __str__(self) -> str:
+        return f"gold preference of pair {self.response_pair_id}"
 
 
 class ImportRecord(models.Model):
@@ -392,6 +437,9 @@ class ImportRecord(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"import of {self.filename} ({self.status})"
+
 
 class AgreementReport(models.Model):
     """Agreement statistics computed by the recompute task and served as stored (never on a page view)."""
@@ -408,6 +456,9 @@ class AgreementReport(models.Model):
             # Serves "the latest report of this project" (dashboard, API, snapshot creation).
             models.Index(fields=["project", "-computed_at"], name="agreementreport_latest"),
         ]
+
+    def __str__(self) -> str:
+        return f"agreement of {self.project_id} at {self.computed_at:%Y-%m-%d %H:%M}"
 
 
 class Adjudication(models.Model):
@@ -429,7 +480,12 @@ class Adjudication(models.Model):
             models.CheckConstraint(
                 name="adjudication_one_stage_decided",
                 condition=(
-                    Q(categories__isnull=False, is_safe__isnull=False, better__isnull=True, safer__isnull=True)
+                    Q(
+                        categories__isnull=False,
+                        is_safe__isnull=False,
+                        better__isnull=True,
+                        safer__isnull=True,
+                    )
                     | Q(categories__isnull=True, is_safe__isnull=True, better__in=[0, 1], safer__in=[0, 1])
                 ),
             ),
@@ -440,6 +496,9 @@ class Adjudication(models.Model):
                 | Q(is_safe=False, categories__gt=0, categories__lte=ALL_CATEGORIES_MASK),
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"adjudication of item {self.work_item_id}"
 
 
 class ExportFormat(models.TextChoices):
@@ -493,13 +552,19 @@ class Snapshot(models.Model):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(name="snapshot_status_valid", condition=Q(status__in=SnapshotStatus.values)),
+            models.CheckConstraint(
+                name="snapshot_status_valid", condition=Q(status__in=SnapshotStatus.values)
+            ),
             models.CheckConstraint(name="snapshot_format_valid", condition=Q(format__in=ExportFormat.values)),
             models.CheckConstraint(
                 name="snapshot_file_format_valid", condition=Q(file_format__in=FileFormat.values)
             ),
-            models.CheckConstraint(name="snapshot_test_ratio_0_1", condition=Q(test_ratio__gte=0, test_ratio__lt=1)),
-            models.CheckConstraint(name="snapshot_progress_0_1", condition=Q(progress__gte=0, progress__lte=1)),
+            models.CheckConstraint(
+                name="snapshot_test_ratio_0_1", condition=Q(test_ratio__gte=0, test_ratio__lt=1)
+            ),
+            models.CheckConstraint(
+                name="snapshot_progress_0_1", condition=Q(progress__gte=0, progress__lte=1)
+            ),
         ]
         indexes = [
             # Serves the researcher's snapshot list of a project, newest first.

@@ -12,7 +12,6 @@ from rest_framework.authtoken.models import Token
 
 from annotate.models import Membership, Project, Role
 
-
 # Global roles are Django groups: they say what a user may do outside any one project (an admin or
 # researcher may create projects). What they may do inside a project is their Membership role.
 PROJECT_CREATOR_ROLES = (Role.ADMIN, Role.RESEARCHER)

@@ -154,7 +154,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.api.AutoSchema",
     "EXCEPTION_HANDLER": "config.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": _API_RENDERERS,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -165,6 +165,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ExportFormatEnum": "annotate.models.ExportFormat",
+        "FileFormatEnum": "annotate.models.FileFormat",
+        "ImportFormatEnum": "annotate.importing.SUPPORTED_FORMATS",
+    },
     # Swagger UI from our own static files: the docs page must work with no network.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -196,6 +201,21 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Training runs on GPU workers only (`-Q gpu`, docker-compose's worker-gpu).
+CELERY_TASK_ROUTES = {"training.run_job": {"queue": "gpu"}}
+
+# --- Training jobs (docs/training-jobs.md) ---------------------------------------------------------------
+# Job folders (checkpoints, the model, logs). Put it on storage all GPU workers share, so a retry that
+# lands on another machine resumes from the same checkpoints.
+TRAINING_DIR = Path(env_str("TRAINING_DIR", str(VAR_DIR / "training")))
+# The reaper (beat, every minute) fails a running job whose worker sent no heartbeat for this long.
+TRAINING_STALE_AFTER_S = env_int("TRAINING_STALE_AFTER_S", 600, minimum=60)
+# A trainer still running after this long is stopped with a checkpoint. It must end before the broker's
+# visibility timeout, after which Redis would hand the same job to a second worker.
+_VISIBILITY = int(str(CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 48 * 3600)))
+TRAINING_JOB_TIMEOUT_S = env_int("TRAINING_JOB_TIMEOUT_S", max(60, _VISIBILITY - 3600), minimum=60)
+if TRAINING_JOB_TIMEOUT_S >= _VISIBILITY:
+    raise ImproperlyConfigured("TRAINING_JOB_TIMEOUT_S must be below CELERY_VISIBILITY_TIMEOUT")
 
 LOGGING = {
     "version": 1,
@@ -207,4 +227,6 @@ LOGGING = {
 
 CELERY_BEAT_SCHEDULE = {
     "release-expired-leases": {"task": "annotate.release_expired_leases", "schedule": 60.0},
+    "recompute-due-agreement": {"task": "annotate.recompute_due_agreement", "schedule": 60.0},
+    "reap-stale-training-jobs": {"task": "training.reap_stale_jobs", "schedule": 60.0},
 }

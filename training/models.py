@@ -56,7 +56,9 @@ class TrainingJob(models.Model):
         constraints = [
             models.CheckConstraint(name="trainingjob_status_valid", condition=Q(status__in=JobStatus.values)),
             models.CheckConstraint(name="trainingjob_kind_valid", condition=Q(kind__in=JobKind.values)),
-            models.CheckConstraint(name="trainingjob_progress_0_1", condition=Q(progress__gte=0, progress__lte=1)),
+            models.CheckConstraint(
+                name="trainingjob_progress_0_1", condition=Q(progress__gte=0, progress__lte=1)
+            ),
             models.CheckConstraint(
                 name="trainingjob_finished_has_time",
                 condition=~Q(status__in=FINISHED_STATUSES) | Q(finished_at__isnull=False),
@@ -64,7 +66,9 @@ class TrainingJob(models.Model):
         ]
         indexes = [
             # Serves the reaper: running jobs whose heartbeat went quiet.
-            models.Index(fields=["heartbeat_at"], name="trainingjob_running_heartbeat", condition=Q(status="running")),
+            models.Index(
+                fields=["heartbeat_at"], name="trainingjob_running_heartbeat", condition=Q(status="running")
+            ),
             # Serves a snapshot's job list and the researcher's job list, newest first.
             models.Index(fields=["snapshot", "-created_at"], name="trainingjob_snapshot_recent"),
         ]

@@ -28,17 +28,23 @@ def test_one_stage1_label_per_item_and_worker(worker):
     qa = QAPairFactory()
     Stage1Label.objects.create(qa_pair=qa, worker=worker, categories=1, is_safe=False, guideline_version=1)
     assert _violates(
-        lambda: Stage1Label.objects.create(qa_pair=qa, worker=worker, categories=0, is_safe=True, guideline_version=1)
+        lambda: Stage1Label.objects.create(
+            qa_pair=qa, worker=worker, categories=0, is_safe=True, guideline_version=1
+        )
     )
 
 
 def test_stage1_is_safe_must_match_empty_category_set(worker):
     qa = QAPairFactory()
     assert _violates(
-        lambda: Stage1Label.objects.create(qa_pair=qa, worker=worker, categories=4, is_safe=True, guideline_version=1)
+        lambda: Stage1Label.objects.create(
+            qa_pair=qa, worker=worker, categories=4, is_safe=True, guideline_version=1
+        )
     )
     assert _violates(
-        lambda: Stage1Label.objects.create(qa_pair=qa, worker=worker, categories=0, is_safe=False, guideline_version=1)
+        lambda: Stage1Label.objects.create(
+            qa_pair=qa, worker=worker, categories=0, is_safe=False, guideline_version=1
+        )
     )
     assert _violates(
         lambda: Stage1Label.objects.create(
@@ -62,14 +68,21 @@ def test_response_pair_is_stored_in_canonical_order_once():
 def test_stage2_label_choices_are_0_or_1(worker):
     prompt = PromptFactory()
     pair = ResponsePair.objects.create(
-        project=prompt.project, prompt=prompt, qa_a=QAPairFactory(prompt=prompt), qa_b=QAPairFactory(prompt=prompt)
+        project=prompt.project,
+        prompt=prompt,
+        qa_a=QAPairFactory(prompt=prompt),
+        qa_b=QAPairFactory(prompt=prompt),
     )
     assert _violates(
-        lambda: Stage2Label.objects.create(response_pair=pair, worker=worker, better=2, safer=0, guideline_version=1)
+        lambda: Stage2Label.objects.create(
+            response_pair=pair, worker=worker, better=2, safer=0, guideline_version=1
+        )
     )
     Stage2Label.objects.create(response_pair=pair, worker=worker, better=1, safer=0, guideline_version=1)
     assert _violates(
-        lambda: Stage2Label.objects.create(response_pair=pair, worker=worker, better=0, safer=0, guideline_version=1)
+        lambda: Stage2Label.objects.create(
+            response_pair=pair, worker=worker, better=0, safer=0, guideline_version=1
+        )
     )
 
 
@@ -83,7 +96,9 @@ def test_a_worker_is_assigned_an_item_at_most_once(worker):
     now = timezone.now()
     lease = {"project": item.project, "work_item": item, "worker": worker, "stage": Stage.CLASSIFY}
     Assignment.objects.create(**lease, leased_at=now, expires_at=now + timedelta(minutes=10))
-    assert _violates(lambda: Assignment.objects.create(**lease, leased_at=now, expires_at=now + timedelta(minutes=10)))
+    assert _violates(
+        lambda: Assignment.objects.create(**lease, leased_at=now, expires_at=now + timedelta(minutes=10))
+    )
 
 
 def test_duplicate_content_hash_is_refused_within_a_project_only():
