@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -37,7 +37,7 @@ class AutoSchema(SpectacularAutoSchema):
     def _get_serializer_name(self, serializer: Any, direction: str, bypass_extensions: bool = False) -> str:
         name = super()._get_serializer_name(serializer, direction, bypass_extensions)
         serializer_class = serializer if isinstance(serializer, type) else type(serializer)
-        outer, _, inner = serializer_class.__qualname__.rpartition(".")
+        outer = serializer_class.__qualname__.rpartition(".")[0]
         if outer and "<locals>" not in outer:
             prefix = outer.split(".")[-1].removesuffix("Api").removesuffix("View")
             if not name.startswith(prefix):
