@@ -29,6 +29,7 @@ from annotate.models import (
     Assignment,
     AssignmentStatus,
     Project,
+    Prompt,
     QAPair,
     ResponsePair,
     Stage,
@@ -276,17 +277,49 @@ def _write_stage2_label(assignment: Assignment, payload: dict[str, Any], version
     )
 
 
+def _lock_for_submit(assignment: Assignment) -> None:
+    """Lock the assignment row and refresh what a sweep or a skip may have changed since the caller
+    read it. Its item, stage and worker never change, so the caller's instance, with the relations
+    its access helper loaded, serves the rest of the submit."""
+    assignment.status, assignment.leased_at = (
+        Assignment.objects.select_for_update()
+        .filter(pk=assignment.pk)
+        .values_list("status", "leased_at")
+        .get()
+    )
+
+
+def _count_label(item_id: int) -> tuple[int, bool]:
+    """Count one more label on the item: its new count and whether it is already settled."""
+    if not connection.features.can_return_columns_from_insert:  # SQLite before 3.35
+        WorkItem.objects.filter(pk=item_id).update(labels_count=F("labels_count") + 1)
+        count, settled_at = (
+            WorkItem.objects.filter(pk=item_id).values_list("labels_count", "settled_at").get()
+        )
+        return count, settled_at is not None
+    # One statement instead of an update and a read: this runs on every submit. The same RETURNING
+    # support that INSERT ... RETURNING needs (PostgreSQL, SQLite 3.35+).
+    table = connection.ops.quote_name(WorkItem._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET labels_count = labels_count + 1 WHERE id = %s RETURNING labels_count, settled_at",
+            [item_id],
+        )
+        count, settled_at = cursor.fetchone()
+    return count, settled_at is not None
+
+
 @transaction.atomic
 def label_submit(
     *, assignment: Assignment, payload: dict[str, Any], now: datetime | None = None
 ) -> Assignment:
-    """Store the worker's answer for a leased task; a second submit revises it until the item settles."""
+    """Store the worker's answer for a leased task; a second submit revises it until the item settles.
+
+    Returns the same assignment, brought up to date (status, submitted_at), with the relations the
+    caller loaded, so it can be shown without reading it again.
+    """
     now = now or timezone.now()
-    assignment = (
-        Assignment.objects.select_for_update(of=("self",))
-        .select_related("project", "work_item")
-        .get(pk=assignment.pk)
-    )
+    _lock_for_submit(assignment)
     if assignment.status == AssignmentStatus.SUBMITTED:
         label_revise(assignment=assignment, payload=payload)
         return assignment
@@ -297,13 +330,16 @@ def label_submit(
         _reacquire_lapsed_slot(assignment, project)
     writer = _write_stage1_label if assignment.stage == Stage.CLASSIFY else _write_stage2_label
     writer(assignment, payload, project.guideline_version, now)
+    Assignment.objects.filter(pk=assignment.pk).update(status=AssignmentStatus.SUBMITTED, submitted_at=now)
+    labels_count, settled = _count_label(assignment.work_item_id)
+    # The item's other columns are fixed (stage, its QA or response pair) or written by the settling
+    # below with update_fields, so the instance the caller loaded serves.
+    item = assignment.work_item
+    item.labels_count = labels_count
+    if labels_count >= project.overlap_for(item.stage) and not settled:
+        work_item_settle(item=item, project=project, now=now)
     assignment.status = AssignmentStatus.SUBMITTED
     assignment.submitted_at = now
-    assignment.save(update_fields=["status", "submitted_at"])
-    WorkItem.objects.filter(pk=assignment.work_item_id).update(labels_count=F("labels_count") + 1)
-    item = WorkItem.objects.get(pk=assignment.work_item_id)
-    if item.labels_count >= project.overlap_for(item.stage) and item.settled_at is None:
-        work_item_settle(item=item, project=project, now=now)
     return assignment
 
 
@@ -398,22 +434,38 @@ def work_item_settle(*, item: WorkItem, project: Project, now: datetime) -> None
         response_pairs_create_for_prompt(project=project, prompt_id=item.qa_pair.prompt_id)
 
 
+@transaction.atomic
 def response_pairs_create_for_prompt(*, project: Project, prompt_id: int) -> list[ResponsePair]:
     """Pair up the prompt's responses whose stage-1 consensus is settled and queue them for stage 2."""
+    # Two responses of one prompt settling at once must each see the other's consensus (or neither
+    # would pair them) and must not both create the pairs still missing (a unique violation): the
+    # prompt row serialises them. Lock order: work item (held by the settling submit), then prompt.
+    list(Prompt.objects.select_for_update().filter(pk=prompt_id).values_list("pk", flat=True))
     settled_ids = sorted(
         QAPair.objects.filter(prompt_id=prompt_id, work_item__settled_at__isnull=False).values_list(
             "pk", flat=True
         )
     )
+    if len(settled_ids) < 2:
+        return []
     existing = set(ResponsePair.objects.filter(prompt_id=prompt_id).values_list("qa_a_id", "qa_b_id"))
     room = None if project.max_pairs_per_prompt is None else project.max_pairs_per_prompt - len(existing)
-    created: list[ResponsePair] = []
+    new_pairs: list[ResponsePair] = []
     for qa_a, qa_b in combinations(settled_ids, 2):
-        if room is not None and len(created) >= room:
+        if room is not None and len(new_pairs) >= room:
             break
         if (qa_a, qa_b) in existing:
             continue
-        pair = ResponsePair.objects.create(project=project, prompt_id=prompt_id, qa_a_id=qa_a, qa_b_id=qa_b)
-        WorkItem.objects.create(project=project, stage=Stage.RANK, response_pair=pair)
-        created.append(pair)
+        new_pairs.append(ResponsePair(project=project, prompt_id=prompt_id, qa_a_id=qa_a, qa_b_id=qa_b))
+    if not new_pairs:
+        return []
+    if connection.features.can_return_rows_from_bulk_insert:
+        created = ResponsePair.objects.bulk_create(new_pairs)
+    else:  # SQLite before 3.35 gives no ids back from a bulk insert
+        for pair in new_pairs:
+            pair.save()
+        created = new_pairs
+    WorkItem.objects.bulk_create(
+        [WorkItem(project=project, stage=Stage.RANK, response_pair=pair) for pair in created]
+    )
     return created

@@ -59,11 +59,19 @@ def project_counts(project: Project) -> dict[str, int]:
 
 
 def assignment_view(assignment: Assignment) -> dict[str, Any]:
-    """What a worker is shown for an assignment: never gold answers, other labels or canonical ids."""
+    """What a worker is shown for an assignment: never gold answers, other labels or canonical ids.
+
+    Uses what the caller loaded (get_assignment_for_worker loads it all); a stage-1 QA pair that is
+    not loaded, as on a fresh claim, is read with its prompt in one query.
+    """
     item = assignment.work_item
     shown: dict[str, Any]
     if assignment.stage == Stage.CLASSIFY:
-        qa = item.qa_pair
+        if WorkItem.qa_pair.is_cached(item):
+            qa = item.qa_pair
+        else:
+            assert item.qa_pair_id is not None
+            qa = item.qa_pair = QAPair.objects.select_related("prompt").get(pk=item.qa_pair_id)
         assert qa is not None
         shown = {"prompt": qa.prompt.text, "response": qa.response}
     else:

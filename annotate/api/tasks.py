@@ -51,7 +51,9 @@ class NextTaskApi(APIView):
         )
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return _assignment_response(get_assignment_for_worker(request.user, assignment.pk))
+        # The claim only ever returns the requesting worker's own lease, so it is shown as it is,
+        # without a second read through get_assignment_for_worker.
+        return _assignment_response(assignment)
 
 
 class SubmitApi(APIView):
@@ -68,8 +70,8 @@ class SubmitApi(APIView):
     )
     def post(self, request: Request, assignment_id: int) -> Response:
         assignment = get_assignment_for_worker(request.user, assignment_id)
-        label_submit(assignment=assignment, payload=dict(request.data))
-        return _assignment_response(get_assignment_for_worker(request.user, assignment_id))
+        # label_submit brings the assignment it was given up to date, so it is shown without a reload.
+        return _assignment_response(label_submit(assignment=assignment, payload=dict(request.data)))
 
 
 class SkipApi(APIView):

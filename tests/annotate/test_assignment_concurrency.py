@@ -9,7 +9,7 @@ import pytest
 from django.db import connection, connections
 
 from annotate.assignment import assignment_claim, label_submit
-from annotate.models import Assignment, AssignmentStatus, Stage, Stage1Label, WorkItem
+from annotate.models import Assignment, AssignmentStatus, ResponsePair, Stage, Stage1Label, WorkItem
 from tests.factories import ProjectFactory, PromptFactory, QAPairFactory, Stage1WorkItemFactory, UserFactory
 
 WORKERS = 24
@@ -59,3 +59,51 @@ def test_concurrent_claims_never_over_assign_or_lose_labels():
         assert (item.taken, item.labels_count, item.is_open) == (OVERLAP, OVERLAP, False)
     assert not Assignment.objects.filter(status=AssignmentStatus.LEASED).exists()
     assert Assignment.objects.filter(status=AssignmentStatus.SUBMITTED).count() == ITEMS * OVERLAP
+
+
+PROMPTS = 6
+RESPONSES = 5  # per prompt: C(5, 2) = 10 response pairs each once all five settle
+
+
+@pytest.mark.django_db(transaction=True)
+def test_responses_of_one_prompt_settling_at_once_get_every_pair_exactly_once():
+    """Sibling responses settle in concurrent submits: each must see the other's consensus (or their
+    pair is never made) and only one may create a pair still missing (or a unique violation is a 500)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent settling needs PostgreSQL")
+    project = ProjectFactory(overlap_stage1=OVERLAP, gold_rate=0.0)
+    prompts = [PromptFactory(project=project) for _ in range(PROMPTS)]
+    for prompt in prompts:
+        for _ in range(RESPONSES):
+            Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=prompt))
+    workers = [UserFactory(username=f"settler{i}") for i in range(WORKERS)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(WORKERS)
+
+    def work(worker) -> None:
+        try:
+            start.wait(timeout=30)
+            for _ in range(PROMPTS * RESPONSES):
+                lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+                if lease is None:
+                    return
+                label_submit(assignment=lease, payload={"categories": []})  # all agree: every item settles
+        except BaseException as exc:  # surfaced by the main thread
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a worker thread hung"
+    assert errors == []
+
+    assert (
+        WorkItem.objects.filter(stage=Stage.CLASSIFY, settled_at__isnull=False).count() == PROMPTS * RESPONSES
+    )
+    pairs_per_prompt = Counter(ResponsePair.objects.values_list("prompt_id", flat=True))
+    assert pairs_per_prompt == {prompt.pk: RESPONSES * (RESPONSES - 1) // 2 for prompt in prompts}
+    assert WorkItem.objects.filter(stage=Stage.RANK).count() == PROMPTS * RESPONSES * (RESPONSES - 1) // 2

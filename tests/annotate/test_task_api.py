@@ -104,3 +104,25 @@ def test_it_requires_annotator_or_admin_role(api, researcher, admin_user, qa_ite
 
 def test_bad_stage_is_a_400(api, worker, qa_item):
     assert _next(api(worker), stage=3).status_code == 400
+
+
+def test_the_worker_loop_reads_and_writes_a_fixed_number_of_queries(
+    api, worker, project, django_assert_num_queries
+):
+    """Next and submit run all day for every worker: a fixed number of queries each, whatever the size of
+    the project. Next: token, the membership with its project, live lease, queue, slot, lease, the item shown.
+    Submit: token, the assignment with the item shown, lock, label, status, count."""
+    project.gold_rate = 0.0
+    project.save()
+    for n in range(5):
+        Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=PromptFactory(project=project, text=f"q{n}")))
+    client = api(worker)
+    with django_assert_num_queries(9):  # two of them the savepoint that stands for the transaction
+        lease = _next(client).json()
+    with django_assert_num_queries(7):  # asking again returns the live lease
+        assert _next(client).json()["id"] == lease["id"]
+    with django_assert_num_queries(8):
+        response = client.post(
+            f"/api/v1/assignments/{lease['id']}/submit/", {"categories": []}, format="json"
+        )
+    assert response.status_code == 200 and response.json()["status"] == "submitted"
