@@ -11,3 +11,23 @@ from annotate.assignment import assignment_release_expired
 def release_expired_leases() -> int:
     """Return lapsed leases' slots to the pool (also done lazily when a claim finds nothing)."""
     return assignment_release_expired()
+
+
+@shared_task(name="annotate.recompute_agreement", acks_late=True)
+def recompute_agreement(project_id: int) -> int | None:
+    """Compute and store a project's agreement report; the report's id (None if the project is gone)."""
+    from annotate.agreement_report import agreement_report_compute
+    from annotate.models import Project
+
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return None
+    return agreement_report_compute(project=project).pk
+
+
+@shared_task(name="annotate.recompute_due_agreement", acks_late=True)
+def recompute_due_agreement() -> list[int]:
+    """Periodic: queue a recompute for each project with no report or enough new labels since its last."""
+    from annotate.agreement_report import agreement_recompute_due
+
+    return agreement_recompute_due()
