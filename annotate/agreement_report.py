@@ -62,7 +62,6 @@ from annotate.models import (
 )
 
 IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
 
 PAYLOAD_VERSION = 1
 N_RESAMPLES = 200
@@ -98,16 +97,6 @@ class LabelArrays:
     @property
     def size(self) -> int:
         return int(self.unit.size)
-
-    def subset(self, keep: npt.NDArray[np.bool_]) -> LabelArrays:
-        return LabelArrays(
-            self.unit[keep],
-            self.worker[keep],
-            self.version[keep],
-            self.created[keep],
-            self.time_ms[keep],
-            {name: column[keep] for name, column in self.values.items()},
-        )
 
 
 # (column expression, numpy dtype of its binary COPY form). The columns are sent in their stored types
