@@ -104,9 +104,10 @@ def dawid_skene(
     u_ids, w_ids, v = (np.asarray(a).ravel() for a in (units, workers, values))
     if not u_ids.shape == w_ids.shape == v.shape:
         raise ValueError("units, workers and values differ in length")
-    v = v.astype(np.int64)
-    if v.size and (v.min() < 0 or v.max() >= n_classes):
+    codes = v.astype(np.int64)
+    if v.size and (codes.min() < 0 or codes.max() >= n_classes or not np.array_equal(codes, v)):
         raise ValueError(f"values must be class codes in 0..{n_classes - 1}")
+    v = codes
     unit_ids, u = dense_codes(u_ids)
     worker_ids, w = dense_codes(w_ids)
     n_units, n_workers, k = unit_ids.size, worker_ids.size, n_classes

@@ -101,6 +101,8 @@ def test_dawid_skene_edge_cases():
     assert empty.posteriors.shape == (0, 2) and empty.iterations == 0
     with pytest.raises(ValueError, match="class codes"):
         dawid_skene([0, 1], [0, 0], [0, 2], 2)
+    with pytest.raises(ValueError, match="class codes"):
+        dawid_skene([0, 1], [0, 0], [0, 0.5], 2)
     with pytest.raises(ValueError, match="differ in length"):
         dawid_skene([0, 1], [0], [0, 1], 2)
     with pytest.raises(ValueError, match="at least 2"):
