@@ -169,6 +169,11 @@ SPECTACULAR_SETTINGS = {
         "ExportFormatEnum": "annotate.models.ExportFormat",
         "FileFormatEnum": "annotate.models.FileFormat",
         "ImportFormatEnum": "annotate.importing.SUPPORTED_FORMATS",
+        "AssignmentStatusEnum": "annotate.models.AssignmentStatus",
+        "SnapshotStatusEnum": "annotate.models.SnapshotStatus",
+        "ImportStatusEnum": "annotate.models.ImportRecord.Status",
+        "JobStatusEnum": "training.models.JobStatus",
+        "JobKindEnum": "training.models.JobKind",
     },
     # Swagger UI from our own static files: the docs page must work with no network.
     "SWAGGER_UI_DIST": "SIDECAR",
