@@ -1,6 +1,6 @@
 from django.urls import path
 
-from frontend import gold, labelling, views
+from frontend import dashboard, gold, labelling, views
 
 app_name = "frontend"
 
@@ -24,4 +24,13 @@ urlpatterns = [
     path("projects/<slug:slug>/gold/", gold.gold_overview, name="gold"),
     path("projects/<slug:slug>/gold/qa/<int:qa_id>/", gold.gold_qa_edit, name="gold-qa"),
     path("projects/<slug:slug>/gold/pairs/<int:pair_id>/", gold.gold_pair_edit, name="gold-pair"),
+    path("projects/<slug:slug>/dashboard/", dashboard.dashboard, name="dashboard"),
+    path(
+        "projects/<slug:slug>/dashboard/recompute/", dashboard.dashboard_recompute, name="dashboard-recompute"
+    ),
+    path(
+        "projects/<slug:slug>/dashboard/adjudicate/<int:item_id>/",
+        dashboard.dashboard_adjudicate,
+        name="dashboard-adjudicate",
+    ),
 ]
