@@ -103,7 +103,8 @@ class Membership(models.Model):
 
 
 class Prompt(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    # No index of its own: the unique (project, content_hash) constraint starts with project_id.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts", db_index=False)
     text = models.TextField()
     content_hash = models.CharField(
         max_length=64, help_text="sha256 of the text; deduplicates within a project."
@@ -127,7 +128,8 @@ class Prompt(models.Model):
 
 
 class QAPair(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="qa_pairs")
+    # No index of its own: the unique (project, content_hash) constraint starts with project_id.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="qa_pairs", db_index=False)
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="qa_pairs")
     response = models.TextField()
     source = models.CharField(max_length=200, blank=True, help_text="The model that answered, if known.")
@@ -139,8 +141,7 @@ class QAPair(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["project", "content_hash"], name="qapair_unique_per_project"),
         ]
-        # Serves "the responses of this prompt" (stage-2 pair creation).
-        indexes = [models.Index(fields=["prompt"], name="qapair_prompt")]
+        # "The responses of this prompt" (stage-2 pair creation) uses the prompt foreign key's own index.
 
     def __str__(self) -> str:
         return self.response[:60]
