@@ -13,6 +13,22 @@ def release_expired_leases() -> int:
     return assignment_release_expired()
 
 
+@shared_task(name="annotate.export_snapshot", acks_late=True)
+def export_snapshot(snapshot_id: int) -> str:
+    """Build a queued dataset snapshot; its final status. A snapshot already built is left alone."""
+    from annotate.exporting import SnapshotRefused, snapshot_build
+    from annotate.models import Snapshot
+
+    snapshot = Snapshot.objects.select_related("project").filter(pk=snapshot_id).first()
+    if snapshot is None:
+        return "missing"
+    try:
+        return snapshot_build(snapshot=snapshot).status
+    except SnapshotRefused:
+        # A redelivered message (acks_late) for a snapshot that is built or being built.
+        return snapshot.status
+
+
 @shared_task(name="annotate.recompute_agreement", acks_late=True)
 def recompute_agreement(project_id: int) -> int | None:
     """Compute and store a project's agreement report; the report's id (None if the project is gone)."""

@@ -1,0 +1,351 @@
+"""Snapshots: `snapshot_create` (checks the request, queues the build) and `snapshot_build` (the task body).
+
+A build reads the project inside one REPEATABLE READ, READ ONLY transaction on PostgreSQL, so every
+query of the export (the counts, the rows, the labels a filter needs, the agreement report) sees the
+same moment; it streams the rows from server-side cursors into the files as it goes, then hands the
+files to the media storage and records counts, hashes and the agreement report on the snapshot, once.
+A succeeded snapshot is never built again (docs/exports.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.utils import timezone
+
+from annotate.exporting import storage
+from annotate.exporting.card import build_card, build_manifest
+from annotate.exporting.filters import parse_filters
+from annotate.exporting.selectors import latest_agreement_payload
+from annotate.exporting.sources import RowSource, source_for
+from annotate.exporting.split import SPLITS, Splitter
+from annotate.exporting.writers import FileWriter, JsonLinesWriter, ParquetFileWriter, sha256_of
+from annotate.models import ExportFormat, FileFormat, Project, Snapshot, SnapshotStatus
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+# How often a running build records its progress on the snapshot row.
+PROGRESS_INTERVAL_S = 1.0
+# Rows between two looks at the clock.
+PROGRESS_EVERY_ROWS = 5000
+MAX_SEED = 2**31 - 1
+
+
+class SnapshotRefused(ValidationError):
+    """The snapshot is built or being built: a snapshot is written once."""
+
+
+@transaction.atomic
+def snapshot_create(
+    *,
+    project: Project,
+    user: Any,
+    format: str,
+    file_format: str = FileFormat.JSONL,
+    compress: bool = False,
+    filters: dict[str, Any] | None = None,
+    test_ratio: float = 0.1,
+    seed: int = 42,
+    license: str | None = None,
+    enqueue: bool = True,
+) -> Snapshot:
+    """Record a snapshot request and queue its build (after commit). The caller checked that `user`
+    may export from `project` (a researcher or admin of it).
+
+    enqueue=False leaves the build to the caller (the export_data command builds in the foreground).
+    """
+    problems: dict[str, list[str]] = {}
+    if format not in ExportFormat.values:
+        problems["format"] = [f"Unknown format {format!r}; use one of {', '.join(ExportFormat.values)}."]
+    if file_format not in FileFormat.values:
+        problems["file_format"] = [
+            f"Unknown file format {file_format!r}; use one of {', '.join(FileFormat.values)}."
+        ]
+    if compress and file_format == FileFormat.PARQUET:
+        problems["compress"] = ["gzip applies to JSON lines; Parquet files are compressed inside (snappy)."]
+    if isinstance(test_ratio, bool) or not isinstance(test_ratio, int | float) or not 0 <= test_ratio < 1:
+        problems["test_ratio"] = ["The share of prompts in the test split: at least 0 and below 1."]
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        problems["seed"] = [f"A whole number from 0 to {MAX_SEED}."]
+    if license is not None and (not isinstance(license, str) or not license.strip() or len(license) > 100):
+        problems["license"] = ["A licence name or SPDX identifier, at most 100 characters."]
+    try:
+        checked = parse_filters(format, filters) if "format" not in problems else None
+    except ValidationError as exc:
+        problems.update(exc.message_dict)
+        checked = None
+    if problems or checked is None:
+        raise ValidationError(problems)
+
+    snapshot = Snapshot(
+        project=project,
+        created_by=user if user is not None and getattr(user, "is_authenticated", False) else None,
+        format=format,
+        file_format=file_format,
+        compress=compress,
+        filters=checked.as_dict(),
+        test_ratio=float(test_ratio),
+        seed=seed,
+    )
+    if license is not None:
+        snapshot.license = license.strip()
+    snapshot.save()
+    if enqueue:
+        from annotate.tasks import export_snapshot
+
+        snapshot_id = snapshot.pk
+        transaction.on_commit(lambda: export_snapshot.delay(snapshot_id))
+    return snapshot
+
+
+def _claim(snapshot: Snapshot) -> None:
+    """Mark the snapshot running, unless it is running or done: only a queued (or failed) one builds."""
+    now = timezone.now()
+    claimed = Snapshot.objects.filter(
+        pk=snapshot.pk, status__in=[SnapshotStatus.QUEUED, SnapshotStatus.FAILED]
+    ).update(status=SnapshotStatus.RUNNING, started_at=now, progress=0.0, error="", finished_at=None)
+    if not claimed:
+        status = Snapshot.objects.filter(pk=snapshot.pk).values_list("status", flat=True).first()
+        raise SnapshotRefused(
+            f"Snapshot {snapshot.pk} is {status or 'gone'}; a snapshot is built once. Create a new one."
+        )
+    snapshot.status, snapshot.started_at, snapshot.progress, snapshot.error = (
+        SnapshotStatus.RUNNING,
+        now,
+        0.0,
+        "",
+    )
+
+
+class _ProgressRecorder:
+    """Writes the build's progress to the snapshot row at most once a PROGRESS_INTERVAL_S.
+
+    While the rows are read inside the build's read-only transaction, the progress goes through a
+    second connection, so pollers see it at once; when the caller already holds a transaction (a test,
+    an atomic block around a synchronous build) it goes through the caller's connection.
+    """
+
+    def __init__(self, snapshot_id: int, *, separate: bool, callback: Progress | None) -> None:
+        self.snapshot_id = snapshot_id
+        self.callback = callback
+        self.connection = connections.create_connection(DEFAULT_DB_ALIAS) if separate else None
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int, *, force: bool = False) -> None:
+        if self.callback is not None:
+            self.callback(done, total)
+        now = time.monotonic()
+        if not force and now - self._last < PROGRESS_INTERVAL_S:
+            return
+        self._last = now
+        # The last few percent are storing and hashing the files.
+        fraction = min(0.95, 0.95 * done / total) if total else 0.0
+        if self.connection is None:
+            Snapshot.objects.filter(pk=self.snapshot_id, status=SnapshotStatus.RUNNING).update(
+                progress=fraction
+            )
+            return
+        table = self.connection.ops.quote_name(Snapshot._meta.db_table)
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET progress = %s WHERE id = %s AND status = %s",
+                [fraction, self.snapshot_id, SnapshotStatus.RUNNING.value],
+            )
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+
+
+@contextlib.contextmanager
+def _consistent_read() -> Iterator[bool]:
+    """One REPEATABLE READ, READ ONLY transaction for all the build's reads (PostgreSQL); yields
+    whether it opened one. Inside a caller's transaction, or on SQLite (whose transactions are
+    serializable), the reads run where they are."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield False
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            # The export reads every row of its cursors: plan for all of them, not the first 10%.
+            cursor.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+        yield True
+
+
+def _write_rows(
+    *, snapshot: Snapshot, source: RowSource, folder: Path, progress: _ProgressRecorder
+) -> list[dict[str, Any]]:
+    """Stream the source's rows into one file per (file spec, split); the files' descriptions."""
+    splitter = Splitter(seed=snapshot.seed, test_ratio=snapshot.test_ratio)
+    splits = SPLITS if snapshot.test_ratio > 0 else SPLITS[:1]
+    parquet = snapshot.file_format == FileFormat.PARQUET
+    extension = ".parquet" if parquet else (".jsonl.gz" if snapshot.compress else ".jsonl")
+    writers: dict[tuple[str, str], FileWriter] = {}
+    described: list[dict[str, Any]] = []
+    for spec in source.files:
+        for split in splits:
+            path = folder / spec.file_name(split, extension)
+            writers[(spec.key, split)] = (
+                ParquetFileWriter(path, spec.columns)
+                if parquet
+                else JsonLinesWriter(path, spec.columns, compress=snapshot.compress)
+            )
+            described.append({"name": path.name, "config": spec.config_name, "split": split, "key": spec.key})
+    stats = {spec.key: source.stats_for(spec.key) for spec in source.files}
+    try:
+        split_of = splitter.split_of if len(splits) > 1 else (lambda _hash: splits[0])
+        write = {target: writer.write for target, writer in writers.items()}
+        observe = {key: stat.observe for key, stat in stats.items()}
+        for written, (key, prompt_hash, row) in enumerate(source.rows(), 1):
+            split = split_of(prompt_hash)
+            write[key, split](row)
+            observe[key](split, row)
+            if written % PROGRESS_EVERY_ROWS == 0:
+                progress(source.seen, source.total)
+        progress(source.seen, source.total, force=True)
+    finally:
+        for writer in writers.values():
+            writer.close()
+    for file in described:
+        writer = writers[(file["key"], file["split"])]
+        file.update(rows=writer.rows, bytes=writer.bytes, sha256=writer.sha256)
+    return described
+
+
+def _describe(
+    folder: Path, snapshot_id: int, name: str, *, sha256: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A finished local file's entry in the manifest (hashed before it is handed to the storage, unless
+    its writer hashed it as it wrote)."""
+    path = folder / name
+    return {
+        "name": name,
+        **extra,
+        "bytes": path.stat().st_size,
+        "sha256": sha256 or sha256_of(path),
+        "content_type": storage.content_type_for(name),
+        "path": storage.snapshot_path(snapshot_id, name),
+    }
+
+
+def _row_counts(source: RowSource, files: list[dict[str, Any]]) -> dict[str, Any]:
+    by_split = dict.fromkeys(SPLITS, 0)
+    for file in files:
+        by_split[file["split"]] += file["rows"]
+    counts: dict[str, Any] = {
+        **by_split,
+        "total": sum(by_split.values()),
+        "by_file": {file["name"]: file["rows"] for file in files},
+        "excluded": {reason: n for reason, n in sorted(source.excluded.items()) if n},
+        "consensus_sources": dict(sorted(source.sources.items())),
+    }
+    counts.update(source.extra())
+    return counts
+
+
+def snapshot_build(*, snapshot: Snapshot, progress: Progress | None = None) -> Snapshot:
+    """Build a queued snapshot's files and record the result on it; the snapshot, succeeded or failed.
+
+    Raises SnapshotRefused for a snapshot that is running or built already (nothing is touched). Any
+    other error marks the snapshot failed with the message, and removes what it stored.
+    """
+    _claim(snapshot)
+    folder = storage.work_folder(snapshot.pk)
+    stored: list[str] = []
+    recorder: _ProgressRecorder | None = None
+    try:
+        with _consistent_read() as isolated:
+            recorder = _ProgressRecorder(snapshot.pk, separate=isolated, callback=progress)
+            agreement = latest_agreement_payload(snapshot.project)
+            filters = parse_filters(snapshot.format, snapshot.filters)
+            source = source_for(snapshot.format, snapshot.project, filters)
+            data_files = _write_rows(snapshot=snapshot, source=source, folder=folder, progress=recorder)
+        files = [
+            _describe(
+                folder,
+                snapshot.pk,
+                f["name"],
+                sha256=f["sha256"],
+                config=f["config"],
+                split=f["split"],
+                rows=f["rows"],
+            )
+            for f in data_files
+        ]
+        row_counts = _row_counts(source, files)
+        schemas = {spec.key: spec.columns for spec in source.files}
+        manifest = build_manifest(
+            snapshot=snapshot,
+            files=files,
+            row_counts=row_counts,
+            statistics={spec.config_name: source.stats_for(spec.key).summary() for spec in source.files},
+            schemas=schemas,
+            agreement=agreement,
+            created_at=timezone.now().isoformat(),
+        )
+        (folder / "README.md").write_text(
+            build_card(snapshot=snapshot, manifest=manifest, schemas=schemas), encoding="utf-8"
+        )
+        files.append(_describe(folder, snapshot.pk, "README.md"))
+        manifest["files"] = files
+        (folder / "manifest.json").write_text(
+            json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        files.append(_describe(folder, snapshot.pk, "manifest.json"))
+        for file in files:
+            stored.append(storage.store(snapshot.pk, folder / file["name"]))
+        _finish(snapshot, files=files, row_counts=row_counts, agreement=agreement)
+    except Exception as exc:
+        logger.exception("snapshot %s failed", snapshot.pk)
+        storage.delete(stored)
+        _fail(snapshot, exc)
+    finally:
+        if recorder is not None:
+            recorder.close()
+        shutil.rmtree(folder, ignore_errors=True)
+    return snapshot
+
+
+def _finish(
+    snapshot: Snapshot, *, files: list[dict[str, Any]], row_counts: dict[str, Any], agreement: dict[str, Any]
+) -> None:
+    snapshot.status = SnapshotStatus.SUCCEEDED
+    snapshot.progress = 1.0
+    snapshot.files = files
+    snapshot.row_counts = row_counts
+    snapshot.agreement = agreement
+    snapshot.finished_at = timezone.now()
+    snapshot.error = ""
+    # Only from running: nothing else ever writes a snapshot's results.
+    updated = Snapshot.objects.filter(pk=snapshot.pk, status=SnapshotStatus.RUNNING).update(
+        status=snapshot.status,
+        progress=snapshot.progress,
+        files=files,
+        row_counts=row_counts,
+        agreement=agreement,
+        finished_at=snapshot.finished_at,
+        error="",
+    )
+    if not updated:
+        raise RuntimeError(f"snapshot {snapshot.pk} stopped running while it was built")
+
+
+def _fail(snapshot: Snapshot, exc: BaseException) -> None:
+    message = f"{type(exc).__name__}: {exc}"[:2000]
+    snapshot.status, snapshot.error, snapshot.finished_at = SnapshotStatus.FAILED, message, timezone.now()
+    snapshot.files = []
+    Snapshot.objects.filter(pk=snapshot.pk).exclude(status=SnapshotStatus.SUCCEEDED).update(
+        status=SnapshotStatus.FAILED, error=message, finished_at=snapshot.finished_at, files=[]
+    )
