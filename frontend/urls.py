@@ -1,6 +1,6 @@
 from django.urls import path
 
-from frontend import dashboard, gold, labelling, views
+from frontend import dashboard, gold, labelling, snapshots, views
 
 app_name = "frontend"
 
@@ -32,5 +32,11 @@ urlpatterns = [
         "projects/<slug:slug>/dashboard/adjudicate/<int:item_id>/",
         dashboard.dashboard_adjudicate,
         name="dashboard-adjudicate",
+    ),
+    path("projects/<slug:slug>/datasets/", snapshots.snapshot_list, name="snapshots"),
+    path(
+        "projects/<slug:slug>/datasets/<int:snapshot_id>/status/",
+        snapshots.snapshot_status,
+        name="snapshot-status",
     ),
 ]
