@@ -127,6 +127,20 @@ STORAGES = {
     },
 }
 
+# An S3-compatible bucket instead of MEDIA_ROOT for media (dataset snapshots), through django-storages;
+# credentials come from the usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. See docs/exports.md.
+_S3_BUCKET = env_str("STORAGE_S3_BUCKET", "")
+if _S3_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": _S3_BUCKET,
+            "endpoint_url": env_str("STORAGE_S3_ENDPOINT_URL", "") or None,
+            "region_name": env_str("STORAGE_S3_REGION", "") or None,
+            "location": env_str("STORAGE_S3_PREFIX", ""),
+        },
+    }
+
 # Uploads larger than this spool to disk, so a 330,000-row import never sits whole in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
