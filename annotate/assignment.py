@@ -57,6 +57,10 @@ def _next_open_item(*, project: Project, stage: int, worker_id: int, is_gold: bo
         .exclude(Exists(already_had))
         .order_by("-taken", "id")
     )
+    if stage == Stage.CLASSIFY:
+        # What the worker is shown comes with the claim, not in a query of its own; only the item
+        # row is locked (FOR UPDATE OF).
+        queue = queue.select_related("qa_pair__prompt")
     if connection.features.has_select_for_update_skip_locked:
         queue = queue.select_for_update(skip_locked=True, of=("self",))
     return queue.first()

@@ -713,6 +713,8 @@ class Gunicorn:
             "--backlog",
             "2048",
             "--no-control-socket",
+            "--http-parser",
+            args.http_parser,
         ]
         env = django_env(BENCH_DB, DB_CONN_MAX_AGE=str(args.conn_max_age))
         self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
@@ -1061,6 +1063,11 @@ def main() -> None:
     parser.add_argument("--worker-class", default="gthread")
     parser.add_argument("--gunicorn-workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument(
+        "--http-parser",
+        default="auto",
+        help="gunicorn's: auto (its C parser when gunicorn[fast] is installed)",
+    )
     parser.add_argument("--conn-max-age", type=int, default=600, help="DB_CONN_MAX_AGE for gunicorn")
     parser.add_argument("--peer-dir", default="/tmp/ls-peer-loop")
     parser.add_argument("--peer-port", type=int, default=0)

@@ -110,14 +110,14 @@ def test_the_worker_loop_reads_and_writes_a_fixed_number_of_queries(
     api, worker, project, django_assert_num_queries
 ):
     """Next and submit run all day for every worker: a fixed number of queries each, whatever the size of
-    the project. Next: token, the membership with its project, live lease, queue, slot, lease, the item shown.
-    Submit: token, the assignment with the item shown, lock, label, status, count."""
+    the project. Next: token, the membership with its project, live lease, queue (with the item shown),
+    slot, lease. Submit: token, the assignment with the item shown, lock, label, status, count."""
     project.gold_rate = 0.0
     project.save()
     for n in range(5):
         Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=PromptFactory(project=project, text=f"q{n}")))
     client = api(worker)
-    with django_assert_num_queries(9):  # two of them the savepoint that stands for the transaction
+    with django_assert_num_queries(8):  # two of them the savepoint that stands for the transaction
         lease = _next(client).json()
     with django_assert_num_queries(7):  # asking again returns the live lease
         assert _next(client).json()["id"] == lease["id"]
