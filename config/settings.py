@@ -8,6 +8,7 @@ CELERY_BROKER_URL, SECRET_KEY and DEBUG=0.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -131,7 +132,7 @@ STORAGES = {
 # credentials come from the usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. See docs/exports.md.
 _S3_BUCKET = env_str("STORAGE_S3_BUCKET", "")
 if _S3_BUCKET:
-    STORAGES["default"] = {
+    _S3_STORAGE: dict[str, Any] = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
             "bucket_name": _S3_BUCKET,
@@ -140,6 +141,7 @@ if _S3_BUCKET:
             "location": env_str("STORAGE_S3_PREFIX", ""),
         },
     }
+    STORAGES["default"] = _S3_STORAGE
 
 # Uploads larger than this spool to disk, so a 330,000-row import never sits whole in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
