@@ -135,14 +135,15 @@ def _json_str(value: str | None) -> bytes:
     return b"null" if value is None else encode_basestring(value).encode()
 
 
-_category_json_bytes: dict[int, bytes] = {}
+class _CategoryJson(dict[int, bytes]):
+    """mask -> the UTF-8 JSON of its 14-key object, made on first use: a plain dict lookup per row."""
+
+    def __missing__(self, mask: int) -> bytes:
+        text = self[mask] = category_json(mask).encode()
+        return text
 
 
-def category_json_bytes(mask: int) -> bytes:
-    text = _category_json_bytes.get(mask)
-    if text is None:
-        text = _category_json_bytes[mask] = category_json(mask).encode()
-    return text
+category_json_bytes = _CategoryJson()
 
 
 def _line_encoder(columns: Sequence[Column]) -> Callable[[Sequence[Any]], bytes]:
@@ -171,7 +172,7 @@ def _line_encoder(columns: Sequence[Column]) -> Callable[[Sequence[Any]], bytes]
         elif column.kind == INT:
             code = f"i({value})"
         else:
-            code = f"c({value})"
+            code = f"c[{value}]"
         pieces += [repr(key), code]
     pieces.append(repr(b"}\n"))
     source = "def encode(row):\n    return b''.join((" + ", ".join(pieces) + "))\n"

@@ -206,11 +206,12 @@ def _write_rows(
     stats = {spec.key: source.stats_for(spec.key) for spec in source.files}
     try:
         split_of = splitter.split_of if len(splits) > 1 else (lambda _hash: splits[0])
-        write = {target: writer.write for target, writer in writers.items()}
+        # The loop runs once per row: look-ups are prepared here, nested by key then split.
+        write = {key: {split: writers[(key, split)].write for split in splits} for key in stats}
         observe = {key: stat.observe for key, stat in stats.items()}
         for written, (key, prompt_hash, row) in enumerate(source.rows(), 1):
             split = split_of(prompt_hash)
-            write[key, split](row)
+            write[key][split](row)
             observe[key](split, row)
             if written % PROGRESS_EVERY_ROWS == 0:
                 progress(source.seen, source.total)

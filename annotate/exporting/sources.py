@@ -151,11 +151,10 @@ def _category_summary(masks: Counter[Any], rows: int) -> dict[str, Any]:
     from annotate.categories import HARM_CATEGORIES
 
     counts = {c.key: 0 for c in HARM_CATEGORIES}
-    for key, count in masks.items():
-        if isinstance(key, tuple) and key[0] == "mask":
-            for c in HARM_CATEGORIES:
-                if key[1] & (1 << c.id):
-                    counts[c.key] += count
+    for mask, count in masks.items():
+        for c in HARM_CATEGORIES:
+            if mask & (1 << c.id):
+                counts[c.key] += count
     return {
         "counts": counts,
         "share_of_rows": {key: _share(count, rows) for key, count in counts.items()},
@@ -163,17 +162,18 @@ def _category_summary(masks: Counter[Any], rows: int) -> dict[str, Any]:
 
 
 class BeaverTailsStats:
-    """Rows, safe/unsafe and category counts, per split (counted per category mask, expanded at the end)."""
+    """Rows, safe/unsafe and category counts, per split: rows are counted per category mask (a Counter
+    keyed by the mask), which is expanded into categories at the end."""
 
     def __init__(self) -> None:
         self.counts = _SplitCounters()
 
     def observe(self, split: str, row: Sequence[Any]) -> None:
-        self.counts.by_split[split][("mask", row[2])] += 1
+        self.counts.by_split[split][row[2]] += 1
 
     def _summary(self, masks: Counter[Any]) -> dict[str, Any]:
         rows = sum(masks.values())
-        safe = masks.get(("mask", 0), 0)
+        safe = masks.get(0, 0)
         return {
             "rows": rows,
             "safe": safe,
@@ -237,7 +237,7 @@ class PreferenceStats:
 
 class RawStage1Stats(BeaverTailsStats):
     def observe(self, split: str, row: Sequence[Any]) -> None:
-        self.counts.counter(split)[("mask", row[7])] += 1
+        self.counts.by_split[split][row[7]] += 1
 
 
 # --- beavertails -------------------------------------------------------------------------------------
@@ -283,7 +283,7 @@ class BeaverTailsSource:
                 labels = merge.take(pk)
             if a_mask is not None:
                 mask, safe, at, source = a_mask, a_safe, a_at, ADJUDICATION
-            elif settled_at is not None and c_mask is not None:
+            elif settled_at and c_mask is not None:
                 mask, safe, at, source = c_mask, c_safe, settled_at, WORKERS
             elif include_gold and g_mask is not None:
                 mask, safe, at, source = g_mask, g_safe, g_at, GOLD
@@ -333,7 +333,7 @@ def _response_safety(
 ) -> tuple[bool, str] | None:
     if adjudicated is not None:
         return adjudicated, ADJUDICATION
-    if settled_at is not None and consensus is not None:
+    if settled_at and consensus is not None:
         return consensus, WORKERS
     if include_gold and gold is not None:
         return gold, GOLD
@@ -393,7 +393,7 @@ class PkuSaferRlhfSource:
                 labels = merge.take(pk)
             if a_better is not None:
                 better, safer, at, source = a_better, a_safer, a_at, ADJUDICATION
-            elif settled_at is not None and c_better is not None:
+            elif settled_at and c_better is not None:
                 better, safer, at, source = c_better, c_safer, settled_at, WORKERS
             elif include_gold and g_better is not None:
                 better, safer, at, source = g_better, g_safer, g_at, GOLD

@@ -10,7 +10,6 @@ so memory stays bounded. The thread only ever touches the cursor it was given, n
 
 from __future__ import annotations
 
-import operator
 import queue
 import threading
 from collections.abc import Iterator
@@ -33,23 +32,18 @@ def _chunks(queryset: QuerySet[Any, Any], chunk_size: int) -> Iterator[list[tupl
     query = queryset.query
     compiler = query.get_compiler(using=queryset.db)
     results = compiler.execute_sql(MULTI, chunked_fetch=True, chunk_size=chunk_size)
-    return _converted(queryset, compiler, results)
+    return _converted(compiler, results)
 
 
-def _converted(queryset: QuerySet[Any, Any], compiler: Any, results: Any) -> Iterator[list[tuple[Any, ...]]]:
-    query = queryset.query
-    # As ValuesListIterable: annotations come after the fields in SQL; put them where they were asked.
-    names = [*query.extra_select, *query.values_select, *query.annotation_select]
-    asked = list(getattr(queryset, "_fields", None) or names)
-    reorder = operator.itemgetter(*[names.index(name) for name in asked]) if asked != names else None
+def _converted(compiler: Any, results: Any) -> Iterator[list[tuple[Any, ...]]]:
+    # As ValuesListIterable (Django 5.2): the SQL selects the columns in the order values_list()
+    # named them, fields and annotations alike, so only the converters are left to apply.
     expressions = [select[0] for select in compiler.select[0 : compiler.col_count]]
     converters = compiler.get_converters(expressions)
     try:
         for rows in results:
             if converters:
                 rows = [tuple(row) for row in compiler.apply_converters(rows, converters)]
-            if reorder is not None:
-                rows = [reorder(row) for row in rows]
             yield rows
     finally:
         results.close()  # closes the server-side cursor when the caller stops early

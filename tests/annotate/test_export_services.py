@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import tracemalloc
 from collections import Counter
 
@@ -381,7 +382,8 @@ def test_pseudonyms_are_stable_in_a_project_and_differ_across_projects(project):
     other = ProjectFactory()
     assert Pseudonyms(project)(user.pk) == Pseudonyms(project)(user.pk)
     assert Pseudonyms(project)(user.pk) != Pseudonyms(other)(user.pk)
-    assert str(user.pk) not in Pseudonyms(project)(user.pk)
+    assert re.fullmatch(r"w-[0-9a-f]{16}", Pseudonyms(project)(user.pk))
+    assert Pseudonyms(project)(user.pk) != Pseudonyms(project)(UserFactory().pk)
 
 
 def test_raw_filters_by_stage_and_settled_items(project):
