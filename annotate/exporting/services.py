@@ -10,6 +10,7 @@ A succeeded snapshot is never built again (docs/exports.md).
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import logging
 import shutil
@@ -20,6 +21,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from annotate.exporting import storage
@@ -40,6 +42,9 @@ PROGRESS_INTERVAL_S = 1.0
 # Rows between two looks at the clock.
 PROGRESS_EVERY_ROWS = 5000
 MAX_SEED = 2**31 - 1
+# A build takes seconds to minutes (330,000 rows: under ten seconds); one still `running` after this
+# has lost its worker.
+ABANDONED_AFTER = dt.timedelta(hours=6)
 
 
 class SnapshotRefused(ValidationError):
@@ -110,11 +115,18 @@ def snapshot_create(
 
 
 def _claim(snapshot: Snapshot) -> None:
-    """Mark the snapshot running, unless it is running or done: only a queued (or failed) one builds."""
+    """Mark the snapshot running, unless it is running or done: only a queued (or failed) one builds.
+
+    A snapshot left `running` for longer than ABANDONED_AFTER lost its worker (killed mid-build; the
+    broker hands the message out again): it may be claimed again.
+    """
     now = timezone.now()
-    claimed = Snapshot.objects.filter(
-        pk=snapshot.pk, status__in=[SnapshotStatus.QUEUED, SnapshotStatus.FAILED]
-    ).update(status=SnapshotStatus.RUNNING, started_at=now, progress=0.0, error="", finished_at=None)
+    claimable = Q(status__in=[SnapshotStatus.QUEUED, SnapshotStatus.FAILED]) | Q(
+        status=SnapshotStatus.RUNNING, started_at__lt=now - ABANDONED_AFTER
+    )
+    claimed = Snapshot.objects.filter(claimable, pk=snapshot.pk).update(
+        status=SnapshotStatus.RUNNING, started_at=now, progress=0.0, error="", finished_at=None
+    )
     if not claimed:
         status = Snapshot.objects.filter(pk=snapshot.pk).values_list("status", flat=True).first()
         raise SnapshotRefused(

@@ -7,7 +7,10 @@ storage; on the local disk that is a rename, not a copy, when the work folder is
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,6 +24,10 @@ CONTENT_TYPES = {
     ".json": "application/json",
     ".md": "text/markdown; charset=utf-8",
 }
+
+
+# A work folder this old belongs to no running build (builds take minutes at most).
+LEFTOVER_AFTER_S = 24 * 3600
 
 
 class StorageRefused(Exception):
@@ -50,7 +57,17 @@ def work_folder(snapshot_id: int) -> Path:
     if isinstance(target, FileSystemStorage):
         parent = Path(target.location) / "snapshots" / ".building"
         parent.mkdir(parents=True, exist_ok=True)
+        _sweep(parent)
     return Path(tempfile.mkdtemp(prefix=f"{snapshot_id}-", dir=parent))
+
+
+def _sweep(parent: Path) -> None:
+    """Remove work folders a killed build left behind (a build removes its own when it ends)."""
+    cutoff = time.time() - LEFTOVER_AFTER_S
+    for folder in parent.iterdir():
+        with contextlib.suppress(OSError):
+            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 class _BuiltFile(File):

@@ -564,6 +564,16 @@ def test_a_running_snapshot_is_not_built_twice(project):
         snapshot_build(snapshot=snapshot)
 
 
+def test_a_snapshot_abandoned_while_running_may_be_built_again(project):
+    settled_qa(project, [])
+    snapshot = snapshot_create(project=project, user=None, format="beavertails", enqueue=False)
+    Snapshot.objects.filter(pk=snapshot.pk).update(
+        status=SnapshotStatus.RUNNING, started_at=timezone.now() - dt.timedelta(hours=7)
+    )
+    snapshot_build(snapshot=snapshot)
+    assert snapshot.status == SnapshotStatus.SUCCEEDED and snapshot.row_counts["total"] == 1
+
+
 def test_a_failed_build_records_the_error_and_leaves_no_files(project, monkeypatch, media):
     settled_qa(project, ["self_harm"])
 
