@@ -65,7 +65,7 @@ def test_the_page_lists_snapshots_with_stats_and_download_links(client, project,
         reverse("annotate-api:export-file", kwargs={"snapshot_id": built.pk, "name": "train.jsonl"}) in html
     )
     assert "manifest.json</a></li>" in html and "README.md</a></li>" in html  # no row count beside them
-    assert 'train.jsonl</a> <span class="muted">(1 rows)</span>' in html
+    assert 'train.jsonl</a> <span class="muted">(1 row)</span>' in html
     # The queued one polls its own row; the finished one does not.
     assert f'hx-get="{status_url(project, waiting)}" hx-trigger="every 2s"' in html
     assert f'hx-get="{status_url(project, built)}"' not in html
