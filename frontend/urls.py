@@ -1,6 +1,6 @@
 from django.urls import path
 
-from frontend import dashboard, gold, labelling, snapshots, views
+from frontend import dashboard, gold, labelling, snapshots, training, views
 
 app_name = "frontend"
 
@@ -32,6 +32,24 @@ urlpatterns = [
         "projects/<slug:slug>/dashboard/adjudicate/<int:item_id>/",
         dashboard.dashboard_adjudicate,
         name="dashboard-adjudicate",
+    ),
+    path("projects/<slug:slug>/training/", training.training_overview, name="training"),
+    path("projects/<slug:slug>/training/new/", training.training_new, name="training-new"),
+    path("projects/<slug:slug>/training/jobs/<int:job_id>/", training.training_job, name="training-job"),
+    path(
+        "projects/<slug:slug>/training/jobs/<int:job_id>/cancel/",
+        training.training_job_cancel_view,
+        name="training-job-cancel",
+    ),
+    path(
+        "projects/<slug:slug>/training/jobs/<int:job_id>/retry/",
+        training.training_job_retry_view,
+        name="training-job-retry",
+    ),
+    path(
+        "projects/<slug:slug>/training/jobs/<int:job_id>/files/<str:name>",
+        training.training_job_file,
+        name="training-job-file",
     ),
     path("projects/<slug:slug>/datasets/", snapshots.snapshot_list, name="snapshots"),
     path(

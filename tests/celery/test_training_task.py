@@ -1,0 +1,198 @@
+"""Training jobs end to end: a real Celery worker (consuming the `gpu` queue) takes the job from Redis,
+runs the real trainer as a supervised subprocess on a tiny model built here, and relays its progress;
+then cancel mid-run, and resume after the trainer is killed.
+
+Each test starts at least one trainer process (torch + transformers import: the slow part here); the
+models are 2-layer, 32-wide BERTs and the runs a few optimiser steps, on one CPU thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForSequenceClassification
+
+from tests.celery.conftest import wait_for
+from tests.factories import ProjectFactory, UserFactory
+from tests.training.helpers import build_tiny_bert
+from tests.training.job_helpers import make_pku_snapshot
+from training import services
+from training.models import FINISHED_STATUSES, JobStatus, RegisteredModel, TrainingJob
+from training.tasks import run_job
+from training.trainers.launch import find_checkpoint
+
+pytestmark = pytest.mark.celery_worker
+
+# A trainer process imports torch, transformers and datasets before its first step: slow on a busy machine.
+JOB_TIMEOUT_S = 240
+
+
+@pytest.fixture(scope="module", autouse=True)
+def training_env(tmp_path_factory):
+    """Media and job folders the worker (started after this, autouse first) and the tests share."""
+    root = tmp_path_factory.mktemp("training-e2e")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MEDIA_ROOT", str(root / "media"))
+    patch.setenv("TRAINING_DIR", str(root / "training"))
+    # Tiny models gain nothing from intra-op threads; on a shared 2-core machine they cost a lot.
+    patch.setenv("OMP_NUM_THREADS", "1")
+    yield root
+    patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def same_folders(settings, training_env):
+    settings.MEDIA_ROOT = training_env / "media"
+    settings.TRAINING_DIR = training_env / "training"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(training_env) -> Path:
+    return build_tiny_bert(training_env / "tiny-bert")
+
+
+@pytest.fixture
+def launch(transactional_db, live_worker, tiny_model, monkeypatch):
+    """Create a job through the service; its on-commit enqueue goes through the worker's broker."""
+    monkeypatch.setattr(run_job, "delay", lambda job_id: live_worker.send(run_job, job_id))
+    project = ProjectFactory()
+    snapshot = make_pku_snapshot(project, train_rows=48, test_rows=16)
+
+    def make(**config):
+        defaults = {
+            "base_model": str(tiny_model),
+            "max_length": 64,
+            "per_device_batch_size": 8,
+            "learning_rate": 4e-3,
+            "weight_decay": 0.0,
+            "warmup_ratio": 0.0,
+            "logging_steps": 1,
+            "save_steps": 1000,
+            "dataloader_num_workers": 0,
+        }
+        return services.training_job_create(
+            snapshot=snapshot, kind="reward", config=defaults | config, user=UserFactory()
+        )
+
+    return make
+
+
+def wait_status(job, live_worker, *statuses, timeout=JOB_TIMEOUT_S):
+    def done():
+        job.refresh_from_db()
+        return job.status in statuses
+
+    wait_for(
+        done,
+        timeout=timeout,
+        what=f"job {job.pk} to become {'/'.join(statuses)} (it is {job.status}); {tail(job, live_worker)}",
+    )
+    return job
+
+
+def wait_step(job, live_worker, step, timeout=JOB_TIMEOUT_S):
+    def reached():
+        job.refresh_from_db()
+        if job.status in FINISHED_STATUSES:
+            pytest.fail(
+                f"job {job.pk} ended {job.status} before step {step}: {job.failure_reason}\n{tail(job, live_worker)}"
+            )
+        return any(p.get("step", 0) >= step for p in job.metrics)
+
+    wait_for(reached, timeout=timeout, what=f"job {job.pk} to log step {step}; {tail(job, live_worker)}")
+
+
+def tail(job, live_worker) -> str:
+    return f"job log:\n{job.log_tail[-2000:]}\nworker log:\n{live_worker.log()[-2000:]}"
+
+
+def test_a_tiny_job_runs_end_to_end(launch, live_worker):
+    job = launch(max_steps=6, kind="reward")
+    wait_status(job, live_worker, JobStatus.SUCCEEDED, JobStatus.FAILED)
+    assert job.status == JobStatus.SUCCEEDED, job.failure_reason
+
+    assert job.progress == 1.0 and job.worker_host and job.heartbeat_at and job.finished_at
+    steps = [p["step"] for p in job.metrics if p["event"] == "log"]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert all(p["loss"] > 0 for p in job.metrics if p["event"] == "log")
+    assert "test_accuracy" in [k for p in job.metrics if p["event"] == "eval" for k in p]
+    assert job.log_tail  # the trainer's own output, relayed
+    assert job.eval_metrics["metrics"]["pairs"] == 16.0
+    assert {f["name"] for f in job.eval_metrics["files"]} == {"score_histogram.png", "eval.json"}
+
+    model = RegisteredModel.objects.get(job=job)
+    assert (
+        model.kind == "reward"
+        and model.snapshot_id == job.snapshot_id
+        and model.config_hash == job.config_hash
+    )
+    assert model.eval_metrics["global_step"] == 6
+    loaded = AutoModelForSequenceClassification.from_pretrained(model.path)
+    assert loaded.config.num_labels == 1
+    assert Path(model.path, "trainer_config.json").is_file()
+    assert "training.run_job" in live_worker.log()
+
+
+def test_cancel_mid_run_stops_with_a_checkpoint(launch, live_worker):
+    job = launch(max_steps=3000)
+    wait_step(job, live_worker, 2)
+    services.training_job_cancel(job=job)
+    wait_status(job, live_worker, JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.SUCCEEDED)
+    assert job.status == JobStatus.CANCELLED, job.failure_reason
+    checkpoint = find_checkpoint(job.output_dir)
+    assert checkpoint is not None
+    step = int(checkpoint.rsplit("-", 1)[1])
+    assert 2 <= step < 3000
+    assert job.progress < 0.5 and not RegisteredModel.objects.filter(job=job).exists()
+
+
+def test_a_killed_trainer_fails_the_job_and_a_retry_resumes_from_its_checkpoint(launch, live_worker):
+    job = launch(max_steps=3000, save_steps=3)
+    out = None
+
+    def checkpointed():
+        nonlocal out
+        job.refresh_from_db()
+        out = find_checkpoint(job.output_dir) if job.output_dir else None
+        return out is not None and any(p.get("step", 0) > 3 for p in job.metrics)
+
+    wait_for(checkpointed, timeout=JOB_TIMEOUT_S, what=f"a checkpoint; {tail(job, live_worker)}")
+    pid = int(Path(job.output_dir, "runs", "attempt-0", "trainer.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+
+    wait_status(job, live_worker, JobStatus.FAILED, JobStatus.SUCCEEDED, JobStatus.CANCELLED)
+    assert job.status == JobStatus.FAILED
+    assert "The trainer was killed by SIGKILL" in job.failure_reason
+    assert "A retry resumes from the last checkpoint." in job.failure_reason
+    checkpoint = find_checkpoint(job.output_dir)
+    resumed_step = int(checkpoint.rsplit("-", 1)[1])
+
+    services.training_job_retry(job=job)
+    job.refresh_from_db()
+    assert job.attempts == 1
+    wait_step(job, live_worker, resumed_step + 2)
+    services.training_job_cancel(job=job)
+    wait_status(job, live_worker, JobStatus.CANCELLED, JobStatus.FAILED)
+    assert job.status == JobStatus.CANCELLED, job.failure_reason
+
+    # The second attempt began at the checkpoint, not at step 0: the global step continued.
+    records = [
+        json.loads(line)
+        for line in Path(job.output_dir, "runs", "attempt-1", "progress.jsonl").read_text().splitlines()
+    ]
+    begin = records[0]
+    assert (
+        begin["event"] == "train_begin"
+        and begin["resumed_from"] == checkpoint
+        and begin["step"] == resumed_step
+    )
+    assert next(r["step"] for r in records if r["event"] == "log") == resumed_step + 1
+    # The job's history has every step once: the steps the killed attempt logged past its checkpoint
+    # were dropped when the resumed attempt trained them again.
+    steps = [p["step"] for p in job.metrics if p["event"] == "log"]
+    assert steps == list(range(1, len(steps) + 1))
+    assert TrainingJob.objects.get(pk=job.pk).attempts == 1
