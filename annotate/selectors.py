@@ -114,10 +114,10 @@ def _open_items_count(project_id: int, stage: int) -> int:
 
 
 def worker_progress(*, project: Project, worker: Any, stage: int) -> WorkerProgress:
-    """The worker's progress strip: labels submitted today (UTC) and open items left in the stage."""
+    """The worker's progress strip: their labels today (UTC) and the open items left, both in one stage."""
     today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
     labelled_today = Assignment.objects.filter(
-        worker_id=worker.pk, project=project, submitted_at__gte=today
+        worker_id=worker.pk, project=project, stage=stage, submitted_at__gte=today
     ).count()
     return WorkerProgress(labelled_today=labelled_today, items_left=_open_items_count(project.pk, stage))
 
