@@ -1,0 +1,248 @@
+"""The trainer configuration: one dataclass that the web side validates and the trainer runs.
+
+`TrainerConfig.from_dict` checks types, ranges and cross-field rules and raises `ValueError` with
+every problem found, so the Django form/API and the trainer reject the same configs with the same
+messages. Paths (the base model, DeepSpeed/FSDP files) are only checked by `check_paths()`, which
+the trainer calls on the machine that trains: the web server need not see the GPU machine's disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import string
+from dataclasses import dataclass
+from typing import Any, Literal
+
+KINDS = ("reward", "cost")
+DEFAULT_TEMPLATE = "BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:{response}"
+LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+# The config as JSON, written beside the checkpoints (to refuse resuming another recipe's) and into the
+# saved model (so a scorer knows its template, max_length and kind).
+CONFIG_FILE = "trainer_config.json"
+
+# Fields that say where a run writes, not what it trains: left out of the config hash so that the
+# same training recipe hashes the same whichever job folder it ran in.
+_UNHASHED_FIELDS = frozenset({"output_dir", "logging_steps", "save_steps", "save_total_limit"})
+
+
+@dataclass
+class TrainerConfig:
+    kind: Literal["reward", "cost"]
+    base_model: str
+    output_dir: str = ""
+    max_length: int = 512
+    epochs: float = 2.0
+    # -1: run `epochs` epochs; a positive value caps the run at that many optimiser steps.
+    max_steps: int = -1
+    # Pairs per device per forward pass; each pair is two sequences.
+    per_device_batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2e-5
+    weight_decay: float = 0.1
+    warmup_ratio: float = 0.03
+    lr_scheduler: str = "cosine"
+    seed: int = 42
+    # Coefficient of the L2 penalty on the scores (keeps them near zero, Safe RLHF's 0.001).
+    l2_coeff: float = 0.001
+    template: str = DEFAULT_TEMPLATE
+    # Share of the training prompts held out for evaluation when no test files are given (0: none).
+    eval_split: float = 0.1
+    # Evaluate on the test split every this many steps as well as at the end (0: at the end only).
+    eval_steps: int = 0
+    # Sort each mega-batch by length so a batch pads little (transformers' group_by_length sampler).
+    group_by_length: bool = True
+    gradient_checkpointing: bool = False
+    # Mixed precision; both are ignored (with a log line) where no CUDA device is present.
+    bf16: bool = False
+    fp16: bool = False
+    # Several GPUs: the job system starts `accelerate launch --num_processes num_gpus`.
+    num_gpus: int = 1
+    deepspeed: str | None = None
+    # FSDP options as transformers takes them ("full_shard auto_wrap"), with an optional JSON config.
+    fsdp: str = ""
+    fsdp_config: str | None = None
+    logging_steps: int = 10
+    save_steps: int = 500
+    save_total_limit: int = 2
+    dataloader_num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        errors = _validate(self)
+        if errors:
+            raise ValueError("invalid trainer config: " + "; ".join(errors))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainerConfig:
+        """Build and validate a config from plain JSON-like data; unknown keys are an error."""
+        if not isinstance(data, dict):
+            raise ValueError(f"invalid trainer config: expected an object, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        missing = sorted(
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.name not in data
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        )
+        errors = [f"unknown field {name!r}" for name in unknown]
+        errors += [f"{name}: this field is required" for name in missing]
+        if errors:
+            raise ValueError("invalid trainer config: " + "; ".join(errors))
+        return cls(**data)
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike[str]) -> TrainerConfig:
+        with open(path, encoding="utf-8") as fh:
+            try:
+                data = json.load(fh)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"invalid trainer config: {path} is not JSON ({exc})") from exc
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainerConfig:
+        return dataclasses.replace(self, **changes)
+
+    def hash(self) -> str:
+        """SHA-256 (64 hex characters) of the training recipe: stable across runs and key order."""
+        data = {k: v for k, v in self.to_dict().items() if k not in _UNHASHED_FIELDS}
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def check_paths(self) -> None:
+        """Check the paths the trainer will read; call on the machine that trains."""
+        errors = []
+        if not os.path.isdir(self.base_model):
+            errors.append(f"base_model: {self.base_model!r} is not a local directory")
+        elif not os.path.isfile(os.path.join(self.base_model, "config.json")):
+            errors.append(
+                f"base_model: {self.base_model!r} has no config.json (not a Hugging Face checkpoint)"
+            )
+        for name in ("deepspeed", "fsdp_config"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(path):
+                errors.append(f"{name}: {path!r} is not a file")
+        if not self.output_dir:
+            errors.append("output_dir: required to train")
+        if errors:
+            raise ValueError("invalid trainer config: " + "; ".join(errors))
+
+    def format_text(self, prompt: str, response: str) -> str:
+        return self.template.format(prompt=prompt, response=response)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _validate(cfg: TrainerConfig) -> list[str]:
+    errors: list[str] = []
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            errors.append(message)
+
+    need(cfg.kind in KINDS, f"kind: must be one of {', '.join(KINDS)}, got {cfg.kind!r}")
+    need(
+        isinstance(cfg.base_model, str) and cfg.base_model.strip() != "",
+        "base_model: a local checkpoint path is required",
+    )
+    need(isinstance(cfg.output_dir, str), "output_dir: must be a string")
+
+    def int_field(name: str, low: int, high: int | None = None) -> None:
+        value = getattr(cfg, name)
+        if not _is_int(value):
+            errors.append(f"{name}: must be an integer, got {value!r}")
+        elif value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            errors.append(f"{name}: must be {bound}, got {value}")
+
+    def float_field(
+        name: str, low: float, high: float, *, low_open: bool = False, high_open: bool = False
+    ) -> None:
+        value = getattr(cfg, name)
+        if not _is_number(value):
+            errors.append(f"{name}: must be a number, got {value!r}")
+            return
+        too_low = value <= low if low_open else value < low
+        too_high = value >= high if high_open else value > high
+        if too_low or too_high:
+            left = "(" if low_open else "["
+            right = ")" if high_open else "]"
+            errors.append(f"{name}: must be in {left}{low}, {high}{right}, got {value}")
+
+    int_field("max_length", 8, 32768)
+    float_field("epochs", 0, 1000, low_open=True)
+    if _is_int(cfg.max_steps):
+        need(
+            cfg.max_steps == -1 or cfg.max_steps > 0,
+            f"max_steps: must be -1 or positive, got {cfg.max_steps}",
+        )
+    else:
+        errors.append(f"max_steps: must be an integer, got {cfg.max_steps!r}")
+    int_field("per_device_batch_size", 1, 4096)
+    int_field("gradient_accumulation_steps", 1, 4096)
+    float_field("learning_rate", 0, 1, low_open=True)
+    float_field("weight_decay", 0, 1)
+    float_field("warmup_ratio", 0, 1, high_open=True)
+    need(
+        cfg.lr_scheduler in LR_SCHEDULERS,
+        f"lr_scheduler: must be one of {', '.join(LR_SCHEDULERS)}, got {cfg.lr_scheduler!r}",
+    )
+    int_field("seed", 0, 2**32 - 1)
+    float_field("l2_coeff", 0, 10)
+    float_field("eval_split", 0, 1, high_open=True)
+    int_field("eval_steps", 0)
+    int_field("num_gpus", 0, 1024)
+    int_field("logging_steps", 1)
+    int_field("save_steps", 1)
+    int_field("save_total_limit", 1)
+    int_field("dataloader_num_workers", 0, 64)
+    for name in ("group_by_length", "gradient_checkpointing", "bf16", "fp16"):
+        need(
+            isinstance(getattr(cfg, name), bool), f"{name}: must be true or false, got {getattr(cfg, name)!r}"
+        )
+    need(not (cfg.bf16 is True and cfg.fp16 is True), "bf16, fp16: choose at most one mixed precision")
+
+    errors.extend(_template_errors(cfg.template))
+
+    for name in ("deepspeed", "fsdp_config"):
+        value = getattr(cfg, name)
+        need(value is None or (isinstance(value, str) and value != ""), f"{name}: must be a path or null")
+    need(isinstance(cfg.fsdp, str), f"fsdp: must be a string of FSDP options, got {cfg.fsdp!r}")
+    if cfg.deepspeed and cfg.fsdp:
+        errors.append("deepspeed, fsdp: choose one of DeepSpeed and FSDP")
+    if cfg.fsdp_config and not cfg.fsdp:
+        errors.append("fsdp_config: needs fsdp options (e.g. 'full_shard auto_wrap')")
+    if cfg.fsdp and _is_int(cfg.num_gpus) and cfg.num_gpus < 2:
+        # DeepSpeed on one GPU still makes sense (ZeRO offload); FSDP on one process shards nothing.
+        errors.append("fsdp: needs num_gpus of 2 or more")
+    return errors
+
+
+def _template_errors(template: Any) -> list[str]:
+    if not isinstance(template, str) or not template:
+        return ["template: must be a non-empty string"]
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        return [f"template: not a valid format string ({exc}); write literal braces as {{{{ and }}}}"]
+    errors = []
+    for name in sorted(set(fields) - {"prompt", "response"}):
+        errors.append(
+            f"template: unknown placeholder {{{name}}}; only {{prompt}} and {{response}} are allowed"
+        )
+    for name in ("prompt", "response"):
+        if fields.count(name) != 1:
+            errors.append(f"template: must contain {{{name}}} exactly once")
+    return errors
