@@ -174,7 +174,27 @@ def test_a_killed_trainer_fails_the_job_and_a_retry_resumes_from_its_checkpoint(
     services.training_job_retry(job=job)
     job.refresh_from_db()
     assert job.attempts == 1
-    wait_step(job, live_worker, resumed_step + 2)
+    # The job's history still holds steps the killed attempt logged past its checkpoint until the
+    # retry starts, so wait on the second attempt's own progress file, not on the job's metrics.
+    second_attempt = Path(job.output_dir, "runs", "attempt-1", "progress.jsonl")
+
+    def second_attempt_trained() -> bool:
+        job.refresh_from_db()
+        if job.status in FINISHED_STATUSES:
+            pytest.fail(f"job {job.pk} ended {job.status} during the retry: {job.failure_reason}")
+        if not second_attempt.exists():
+            return False
+        steps = []
+        for line in second_attempt.read_text().splitlines():
+            try:
+                steps.append(json.loads(line).get("step", 0))
+            except json.JSONDecodeError:  # the trainer may be mid-write on the last line
+                continue
+        return any(step >= resumed_step + 2 for step in steps)
+
+    wait_for(
+        second_attempt_trained, timeout=JOB_TIMEOUT_S, what=f"the retry to train; {tail(job, live_worker)}"
+    )
     services.training_job_cancel(job=job)
     wait_status(job, live_worker, JobStatus.CANCELLED, JobStatus.FAILED)
     assert job.status == JobStatus.CANCELLED, job.failure_reason
