@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchdb import recreate_database
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -65,34 +66,7 @@ PREVALENCE = np.array([0.02, 0.008, 0.09, 0.12, 0.13, 0.12, 0.08, 0.07, 0.2, 0.0
 
 def prepare_database(keep: bool) -> bool:
     """Create the database if missing (dropping it first unless keep) and migrate; True if filled."""
-    import dj_database_url
-    import psycopg2
-
-    settings = dj_database_url.parse(os.environ["DATABASE_URL"])
-    if settings["ENGINE"] != "django.db.backends.postgresql":
-        raise SystemExit("agreement_scale benchmarks PostgreSQL: set DATABASE_URL=postgres://...")
-    name = settings["NAME"]
-    admin = psycopg2.connect(
-        dbname="postgres",
-        user=settings["USER"] or "postgres",
-        password=settings["PASSWORD"] or None,
-        host=settings["HOST"] or "127.0.0.1",
-        port=settings["PORT"] or 5432,
-    )
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        if not keep:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        if cursor.fetchone() is None:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
+    recreate_database("agreement_scale", keep=keep)
     from annotate.models import Project
 
     return Project.objects.filter(slug=SLUG, qa_pairs__isnull=False).exists()

@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchdb import recreate_database
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -55,33 +57,7 @@ _LOREM = (
 
 
 def prepare_database(keep: bool) -> None:
-    import dj_database_url
-    import psycopg2
-
-    settings = dj_database_url.parse(os.environ["DATABASE_URL"])
-    if settings["ENGINE"] != "django.db.backends.postgresql":
-        raise SystemExit("export_scale benchmarks PostgreSQL: set DATABASE_URL=postgres://...")
-    admin = psycopg2.connect(
-        dbname="postgres",
-        user=settings["USER"] or "postgres",
-        password=settings["PASSWORD"] or None,
-        host=settings["HOST"] or "127.0.0.1",
-        port=settings["PORT"] or 5432,
-    )
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        if not keep:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{settings["NAME"]}"')
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [settings["NAME"]])
-        if cursor.fetchone() is None:
-            cursor.execute(f'CREATE DATABASE "{settings["NAME"]}"')
-    admin.close()
-
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
+    recreate_database("export_scale", keep=keep)
 
 
 def fill(rows: int) -> float:

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchdb import recreate_database
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -77,34 +79,7 @@ def write_rows(path: Path, rows: int, responses_per_prompt: int, seed: int = 330
 
 def prepare_database(keep: bool) -> None:
     """Create the benchmark database if missing (dropping it first unless keep), then migrate."""
-    import dj_database_url
-    import psycopg2
-
-    settings = dj_database_url.parse(os.environ["DATABASE_URL"])
-    if settings["ENGINE"] != "django.db.backends.postgresql":
-        raise SystemExit("import_scale benchmarks PostgreSQL: set DATABASE_URL=postgres://...")
-    name = settings["NAME"]
-    admin = psycopg2.connect(
-        dbname="postgres",
-        user=settings["USER"] or "postgres",
-        password=settings["PASSWORD"] or None,
-        host=settings["HOST"] or "127.0.0.1",
-        port=settings["PORT"] or 5432,
-    )
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        if not keep:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        if cursor.fetchone() is None:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
+    recreate_database("import_scale", keep=keep)
 
 
 def peak_rss_mb() -> float:

@@ -1,0 +1,37 @@
+"""Shared set-up for the PostgreSQL benchmarks: a dedicated database, created fresh and migrated."""
+
+from __future__ import annotations
+
+import os
+
+
+def recreate_database(benchmark: str, *, keep: bool) -> None:
+    """Create DATABASE_URL's database if missing (dropping it first unless keep), set up Django, migrate."""
+    import dj_database_url
+    import psycopg2
+
+    settings = dj_database_url.parse(os.environ["DATABASE_URL"])
+    if settings["ENGINE"] != "django.db.backends.postgresql":
+        raise SystemExit(f"{benchmark} benchmarks PostgreSQL: set DATABASE_URL=postgres://...")
+    name = settings["NAME"]
+    admin = psycopg2.connect(
+        dbname="postgres",
+        user=settings["USER"] or "postgres",
+        password=settings["PASSWORD"] or None,
+        host=settings["HOST"] or "127.0.0.1",
+        port=settings["PORT"] or 5432,
+    )
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        if not keep:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        if cursor.fetchone() is None:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
