@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from benchdb import recreate_database
+from benchdb import backend_pid, cpu_model, postgres_version, process_cpu_s, recreate_database
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -482,39 +482,21 @@ def fill(n_items: int, seed: int = 330) -> dict[str, int]:
 # Measurements
 
 
-def _backend_pid() -> int:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        (pid,) = cursor.fetchone()
-    return int(pid)
-
-
-def _process_cpu_s(pid: int) -> float | None:
-    """CPU seconds (user + system) of a local process, from /proc; None where that is unreadable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def timed(label: str, function: Any, repeat: int) -> dict[str, Any]:
     """Wall time of `repeat` runs, and where the CPU went (this process, its PostgreSQL backend).
 
     The machine may be shared: a wall time far above the CPU figures means the processes waited for a
     core, which the load average at the time confirms.
     """
-    backend = _backend_pid()
+    backend = backend_pid()
     runs = []
     for _ in range(repeat):
         load = os.getloadavg()[0]
-        backend_before, client_before = _process_cpu_s(backend), time.process_time()
+        backend_before, client_before = process_cpu_s(backend), time.process_time()
         started = time.perf_counter()
         function()
         wall = time.perf_counter() - started
-        backend_after = _process_cpu_s(backend)
+        backend_after = process_cpu_s(backend)
         runs.append(
             {
                 "seconds": round(wall, 3),
@@ -659,19 +641,9 @@ def dashboard_p95(project: Any, requests: int) -> dict[str, Any]:
 
 
 def machine_info() -> dict[str, Any]:
-    from django.db import connection
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        (server_version,) = cursor.fetchone()
+    cpu = cpu_model()
+    server_version = postgres_version()
     return {
         "cpu": cpu,
         "cpu_count": os.cpu_count(),

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchdb import recreate_database
+from benchdb import backend_pid, cpu_model, postgres_version, process_cpu_s, recreate_database
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -123,15 +123,6 @@ def _rss_mb() -> float:
     return 0.0
 
 
-def _process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process on this machine (the database's backend), or -1."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return -1.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _peak_rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
@@ -154,19 +145,19 @@ def run_one(file_format: str, compress: bool) -> dict[str, Any]:
             project=project, user=None, format="beavertails", file_format=file_format, compress=compress,
             enqueue=False,
         )  # fmt: skip
-        from django.db import connection
 
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            (backend,) = cursor.fetchone()
+        backend = backend_pid()
         rss_before = _rss_mb()
-        backend_cpu = _process_cpu_s(backend)
+        backend_before = process_cpu_s(backend)
         cpu = time.process_time()
         started = time.perf_counter()
         snapshot_build(snapshot=snapshot)
         seconds = time.perf_counter() - started
         cpu = time.process_time() - cpu
-        backend_cpu = _process_cpu_s(backend) - backend_cpu
+        backend_after = process_cpu_s(backend)
+        backend_cpu = (
+            None if backend_before is None or backend_after is None else backend_after - backend_before
+        )
         if snapshot.status != "succeeded":
             raise SystemExit(f"the export failed: {snapshot.error}")
         rows = snapshot.row_counts["total"]
@@ -181,7 +172,7 @@ def run_one(file_format: str, compress: bool) -> dict[str, Any]:
         # CPU seconds of this process and of its PostgreSQL backend: on a busy machine wall time
         # includes waiting for a core; these do not.
         "python_cpu_s": round(cpu, 2),
-        "postgres_backend_cpu_s": round(backend_cpu, 2) if backend_cpu >= 0 else None,
+        "postgres_backend_cpu_s": None if backend_cpu is None else round(backend_cpu, 2),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "data_bytes": data_bytes,
         "rss_before_mb": round(rss_before, 1),
@@ -192,22 +183,12 @@ def run_one(file_format: str, compress: bool) -> dict[str, Any]:
 
 
 def machine_info() -> dict[str, Any]:
-    from django.db import connection
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     memory_gb = None
     with contextlib.suppress(ValueError, OSError):
         memory_gb = round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 1024**3, 1)
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        (server_version,) = cursor.fetchone()
+    server_version = postgres_version()
     return {
         "cpu": cpu,
         "cpu_count": os.cpu_count(),

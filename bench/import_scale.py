@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchdb import recreate_database
+from benchdb import backend_pid, cpu_model, postgres_version, process_cpu_s, recreate_database
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -89,25 +89,15 @@ def peak_rss_mb() -> float:
 
 
 def machine_info() -> dict[str, Any]:
-    from django.db import connection
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     memory_gb = None
     try:
         pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
         memory_gb = round(pages * page_size / 1024**3, 1)
     except (ValueError, OSError):
         pass
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        (server_version,) = cursor.fetchone()
+    server_version = postgres_version()
     return {
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
@@ -118,24 +108,6 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def _backend_pid() -> int:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        (pid,) = cursor.fetchone()
-    return int(pid)
-
-
-def _process_cpu_s(pid: int) -> float | None:
-    """CPU seconds (user + system) of a local process, from /proc; None where that is unreadable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def timed_import(project: Any, path: Path) -> dict[str, Any]:
     """Wall time and counts, and where the CPU went: this process and its PostgreSQL backend.
 
@@ -144,13 +116,13 @@ def timed_import(project: Any, path: Path) -> dict[str, Any]:
     """
     from annotate.importing import import_file
 
-    backend = _backend_pid()
-    backend_before, client_before = _process_cpu_s(backend), time.process_time()
+    backend = backend_pid()
+    backend_before, client_before = process_cpu_s(backend), time.process_time()
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     result = import_file(project=project, file=path, filename=path.name, format="qa")
     seconds = time.perf_counter() - started
-    backend_after = _process_cpu_s(backend)
+    backend_after = process_cpu_s(backend)
     backend_cpu = None if backend_before is None or backend_after is None else backend_after - backend_before
     return {
         "seconds": round(seconds, 3),
