@@ -210,17 +210,21 @@ def _stage2_votes(answers: Sequence[tuple[int, int]]) -> dict[str, Any]:
 
 
 def adjudication_queue(
-    *, project: Project, stage: int | None = None, limit: int = 100
+    *, project: Project, stage: int | None = None, limit: int = 100, offset: int = 0
 ) -> list[AdjudicationCase]:
     """Items waiting for an admin's decision, oldest first, each with its labels' vote counts.
 
-    Three queries whatever the page size: the items (with what they show), then the labels of each
-    stage's items.
+    `offset` and `limit` page the queue in SQL (OFFSET/LIMIT over the (stage, id) order, which is total,
+    so a page is the same rows whichever way it is read): a page fetches only its own rows and their
+    labels, however deep it is. Three queries whatever the page size: the items (with what they show),
+    then the labels of each stage's items.
     """
+    if offset < 0 or limit < 0:
+        raise ValueError("offset and limit must not be negative")
     items = list(
         _queue(project, stage).select_related(
             "qa_pair__prompt", "response_pair__prompt", "response_pair__qa_a", "response_pair__qa_b"
-        )[:limit]
+        )[offset : offset + limit]
     )
     masks: dict[int, list[int]] = {}
     qa_ids = [item.qa_pair_id for item in items if item.qa_pair_id is not None]

@@ -469,7 +469,8 @@ def _queue_stage(params: Mapping[str, Any]) -> str:
 
 class _QueuePages(Sequence[AdjudicationCase]):
     """The adjudication queue as a sequence a Paginator can page: its length is the queue's count, and a
-    slice asks the consensus selector for the cases up to the slice's end (it takes a limit, no offset)."""
+    slice asks the consensus selector for exactly that slice's rows (SQL OFFSET/LIMIT), so page N reads
+    one page of items, not N."""
 
     def __init__(self, project: Project, stage: int | None) -> None:
         self.project, self.stage = project, stage
@@ -486,9 +487,17 @@ class _QueuePages(Sequence[AdjudicationCase]):
     def __getitem__(self, index: slice) -> list[AdjudicationCase]: ...
     def __getitem__(self, index: int | slice) -> AdjudicationCase | list[AdjudicationCase]:
         if isinstance(index, int):
-            return self[index : index + 1][0]
-        start, stop = index.start or 0, index.stop if index.stop is not None else len(self)
-        return adjudication_queue(project=self.project, stage=self.stage, limit=stop)[start:stop]
+            position = index + len(self) if index < 0 else index
+            cases = self[position : position + 1] if position >= 0 else []
+            if not cases:
+                raise IndexError("adjudication queue index out of range")
+            return cases[0]
+        if index.step not in (None, 1):
+            raise ValueError("the adjudication queue pages in steps of 1")
+        start, stop, _ = index.indices(len(self))
+        return adjudication_queue(
+            project=self.project, stage=self.stage, offset=start, limit=max(0, stop - start)
+        )
 
 
 def queue_entries(cases: list[AdjudicationCase]) -> list[dict[str, Any]]:

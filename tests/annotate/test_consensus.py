@@ -277,3 +277,92 @@ def test_an_item_of_another_project_is_a_404(labelled):
         adjudication_item(project=other, work_item_id=item.pk)
     with pytest.raises(Http404):
         adjudication_item(project=labelled.project, work_item_id=10**9)
+
+
+# --------------------------------------------------------------------------------------------------
+# Paging the queue
+
+
+class _RowsFetched:
+    """Rows each SELECT returned, by table: what a page of the queue really reads from the database."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, int]] = []
+
+    def __call__(self, execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.lstrip().upper().startswith("SELECT"):
+            table = sql.split(" FROM ", 1)[1].split()[0].strip('"') if " FROM " in sql else ""
+            self.rows.append((table, context["cursor"].rowcount))
+        return result
+
+    def of(self, table: str) -> int:
+        return sum(n for t, n in self.rows if t == table)
+
+
+def _queued_items(project, n_stage1: int, n_stage2: int) -> list[WorkItem]:
+    """Queued items of both stages, created interleaved so that id order differs from queue order."""
+    from tests.frontend.dashboard_payload import make_labellers, queue_item_stage1, queue_item_stage2
+
+    labellers = make_labellers(2)
+    made = []
+    for n in range(max(n_stage1, n_stage2)):
+        if n < n_stage2:
+            made.append(queue_item_stage2(project, [(0, 1), (1, 0)], labellers))
+        if n < n_stage1:
+            made.append(queue_item_stage1(project, [0, 1 << n % 3], labellers))
+    return sorted(made, key=lambda item: (item.stage, item.pk))
+
+
+@pytest.mark.django_db
+def test_a_page_of_the_queue_is_the_right_cases_in_a_stable_order(project):
+    items = _queued_items(project, n_stage1=17, n_stage2=8)  # 25 cases: page 3 of 10 holds the last 5
+    everything = adjudication_queue(project=project, limit=100)
+    assert [case.item.pk for case in everything] == [item.pk for item in items]
+
+    page3 = adjudication_queue(project=project, offset=20, limit=10)
+    assert [case.item.pk for case in page3] == [item.pk for item in items[20:25]]
+    assert all(case.item.stage == Stage.RANK for case in page3)
+    assert [case.votes for case in page3] == [case.votes for case in everything[20:25]]
+    # Page 2 straddles the stages: stage-1 items first, then stage 2, each by id.
+    page2 = adjudication_queue(project=project, offset=10, limit=10)
+    assert [case.item.pk for case in page2] == [item.pk for item in items[10:20]]
+    assert [case.item.stage for case in page2] == [Stage.CLASSIFY] * 7 + [Stage.RANK] * 3
+    assert page2[0].votes["labels"] == 2 and page2[-1].votes == {
+        "labels": 2,
+        "better": [1, 1],
+        "safer": [1, 1],
+    }
+    # Within a stage filter, and past the end.
+    stage1 = adjudication_queue(project=project, stage=Stage.CLASSIFY, offset=15, limit=10)
+    assert [case.item.pk for case in stage1] == [item.pk for item in items[15:17]]
+    assert adjudication_queue(project=project, offset=25, limit=10) == []
+    assert adjudication_queue(project=project, offset=3, limit=0) == []
+    with pytest.raises(ValueError, match="negative"):
+        adjudication_queue(project=project, offset=-1)
+
+
+@pytest.mark.django_db
+def test_a_deep_page_reads_no_more_rows_than_the_first(project, django_assert_max_num_queries):
+    from django.db import connection
+
+    _queued_items(project, n_stage1=15, n_stage2=15)  # three pages of ten, two labels each
+    fetched = []
+    for offset in (0, 10, 20):
+        counter = _RowsFetched()
+        with django_assert_max_num_queries(3), connection.execute_wrapper(counter):
+            cases = adjudication_queue(project=project, offset=offset, limit=10)
+        assert len(cases) == 10
+        fetched.append(
+            (
+                counter.of("annotate_workitem"),
+                counter.of("annotate_stage1label") + counter.of("annotate_stage2label"),
+            )
+        )
+    # Each page reads its own ten items and their twenty labels: page 3 does not read pages 1 and 2.
+    assert fetched == [(10, 20)] * 3
+    # The counter does see more rows when more are read (what the old limit-only selector did for page 3).
+    counter = _RowsFetched()
+    with connection.execute_wrapper(counter):
+        adjudication_queue(project=project, limit=30)
+    assert counter.of("annotate_workitem") == 30

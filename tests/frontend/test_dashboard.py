@@ -614,3 +614,21 @@ def test_it_renders_a_report_computed_by_the_backend(project, admin_user, labell
     data = chart_island(html)
     assert len(data["alpha"]["values"]) == 18
     assert data["alpha"]["values"][0] is not None  # is_safe alpha over four items
+
+
+def test_a_deep_queue_page_shows_its_own_items_and_reads_only_them(project, admin_user, labellers):
+    made = [queue_item_stage1(project, [0, 1], labellers) for _ in range(25)]
+    client = client_for(admin_user)
+    client.get(url())  # warm the session
+    with CaptureQueriesContext(connection) as first:
+        html = client.get(url(), {"queue_page": 1}, **htmx("adjudication")).content.decode()
+    assert re.findall(r'id="adj-(\d+)"', html) == [str(item.pk) for item in made[:10]]
+    with CaptureQueriesContext(connection) as third:
+        html = client.get(url(), {"queue_page": 3}, **htmx("adjudication")).content.decode()
+    assert re.findall(r'id="adj-(\d+)"', html) == [str(item.pk) for item in made[20:25]]
+    assert "Page 3 of 3" in text_of(html)
+    # The page's own rows, by OFFSET and LIMIT; never the pages before it.
+    page_sql = [q["sql"] for q in third.captured_queries if 'FROM "annotate_workitem"' in q["sql"]]
+    assert any("LIMIT 5 OFFSET 20" in sql for sql in page_sql), page_sql
+    assert not any("LIMIT 25" in sql for sql in page_sql), page_sql
+    assert len(third) <= len(first)
