@@ -281,7 +281,8 @@ def training_job_retry_view(request: HtmxHttpRequest, slug: str, job_id: int) ->
         messages.error(request, exc.messages[0])
     else:
         messages.success(
-            request, f"Training job #{job.pk} is queued again; it resumes from its last checkpoint."
+            request,
+            f"Training job #{job.pk} is queued again; it resumes from its last checkpoint, if it saved one.",
         )
     return _back_to_job(request, slug, job_id)
 

@@ -92,7 +92,8 @@ class TrainingJobOutput(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=["cancel", "retry"])))
     def get_actions(self, job: TrainingJob) -> list[str]:
-        """What a researcher may do now: cancel (queued, or running with no cancel pending), retry (failed)."""
+        """What a researcher may do now: cancel (queued, or running with no cancel pending), retry (failed
+        or cancelled)."""
         actions = []
         if job.status in ("queued", "running") and not job.cancel_requested:
             actions.append("cancel")
@@ -218,7 +219,8 @@ class TrainingJobRetryApi(APIView):
     @extend_schema(
         request=None,
         responses={202: TrainingJobDetailOutput},
-        description="Queue a failed job again; it resumes from its last checkpoint. 400 unless it failed.",
+        description="Queue a failed or cancelled job again; it resumes from its last checkpoint when it "
+        "saved one. 400 for a job that is queued, running or succeeded.",
     )
     def post(self, request: Request, job_id: int) -> Response:
         job = get_training_job_for_user(request.user, job_id)

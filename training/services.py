@@ -201,7 +201,10 @@ def training_job_cancel(*, job: TrainingJob) -> TrainingJob:
 
 @transaction.atomic
 def training_job_retry(*, job: TrainingJob) -> TrainingJob:
-    """Queue a failed job again. It keeps its folder, so the trainer resumes from its last checkpoint."""
+    """Queue a failed or cancelled job again. It keeps its folder (`output_dir`), so the trainer resumes
+    from the last checkpoint there: the one a cancel or a SIGTERM saved, or the last periodic one. A job
+    cancelled before any worker started it has none and starts from the beginning. A succeeded job
+    cannot be retried (IllegalTransition)."""
     state.apply(job, state.RETRY)
     _enqueue(job)
     return job

@@ -1,10 +1,12 @@
 """The training job state machine: named transitions, each one conditional UPDATE.
 
-    queued --start--> running --succeed--> succeeded
+    queued --start--> running --succeed--> succeeded                      (final: no retry)
       |                  |
       |                  +--fail--> failed --retry--> queued
       +------fail------------------^
       +--cancel--> cancelled <--cancel-- running   (only once the trainer stopped after a cancel request)
+                       |
+                       +--retry--> queued          (resumes from the checkpoint the cancel saved)
 
 A transition is `UPDATE ... SET status=<to>, ... WHERE id=<job> AND status IN (<from>) [AND <guard>]`,
 and its row count is checked: when two processes race to move the same job (a worker finishing it
@@ -67,7 +69,9 @@ CANCEL = Transition(
     JobStatus.CANCELLED,
     guards={JobStatus.RUNNING: Q(cancel_requested=True)},
 )
-RETRY = Transition("retry", (JobStatus.FAILED,), JobStatus.QUEUED)
+# A cancelled job may be retried like a failed one: a running job's cancel saved a checkpoint in its
+# folder, and the retry resumes from it. A succeeded job is final (its model is registered).
+RETRY = Transition("retry", (JobStatus.FAILED, JobStatus.CANCELLED), JobStatus.QUEUED)
 
 TRANSITIONS = {t.name: t for t in (START, SUCCEED, FAIL, CANCEL, RETRY)}
 
@@ -148,4 +152,7 @@ def _refusal(job_id: int, transition: Transition, current: str | None, *, guarde
         return (
             f"Cannot {transition.name} training job {job_id}: it changed while this was decided; try again."
         )
-    return f"Cannot {transition.name} training job {job_id}: it is {current} ({transition.name} needs {allowed})."
+    refusal = f"Cannot {transition.name} training job {job_id}: it is {current} ({transition.name} needs {allowed})."
+    if transition is RETRY and current == JobStatus.SUCCEEDED:
+        refusal += " A succeeded job is final, its model registered: launch a new job to train again."
+    return refusal

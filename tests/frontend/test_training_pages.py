@@ -229,6 +229,27 @@ def test_cancel_and_retry_from_the_page(client, researcher, project, snapshot, s
     assert "Cannot retry" in response.content.decode()
 
 
+def test_retry_a_cancelled_job_from_the_page(client, researcher, project, snapshot, sent):
+    client.force_login(researcher)
+    cancelled = make_job(snapshot, status=JobStatus.CANCELLED, cancel_requested=True, output_dir="/jobs/3")
+    page = client.get(url("training-job", project, cancelled.pk)).content.decode()
+    assert "Retry from the last checkpoint" in page and 'data-testid="cancelled-retry-hint"' in page
+    response = client.post(url("training-job-retry", project, cancelled.pk), follow=True)
+    assert "is queued again" in response.content.decode()
+    stored = TrainingJob.objects.get(pk=cancelled.pk)
+    assert (stored.status, stored.output_dir, stored.cancel_requested) == (JobStatus.QUEUED, "/jobs/3", False)
+
+    succeeded = make_job(snapshot, status=JobStatus.SUCCEEDED)
+    page = client.get(url("training-job", project, succeeded.pk)).content.decode()
+    assert "Retry from the last checkpoint" not in page
+    response = client.post(url("training-job-retry", project, succeeded.pk), follow=True)
+    assert (
+        "Cannot retry" in response.content.decode()
+        and "A succeeded job is final" in response.content.decode()
+    )
+    assert TrainingJob.objects.get(pk=succeeded.pk).status == JobStatus.SUCCEEDED
+
+
 def test_it_requires_researcher_or_admin(client, worker, outsider, admin_user, project, snapshot):
     job = make_job(snapshot, status=JobStatus.FAILED)
     pages = [

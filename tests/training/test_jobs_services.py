@@ -21,6 +21,7 @@ from training import services, state
 from training.models import JobStatus, RegisteredModel, TrainingJob
 from training.tasks import reap_stale_jobs, run_job
 from training.trainers.config import TrainerConfig
+from training.trainers.launch import find_checkpoint
 
 
 @pytest.fixture
@@ -194,13 +195,42 @@ def test_retry_requeues_a_failed_job(snapshot, sent, django_capture_on_commit_ca
     assert sent == [job.pk]
 
 
-@pytest.mark.parametrize(
-    "status", [JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.CANCELLED]
-)
-def test_only_a_failed_job_can_be_retried(snapshot, sent, status):
-    with pytest.raises(state.IllegalTransition):
-        services.training_job_retry(job=make_job(snapshot, status=status))
+def test_retry_requeues_a_cancelled_job_from_its_checkpoint(
+    snapshot, sent, django_capture_on_commit_callbacks, tmp_path
+):
+    # A running job cancelled by its researcher: the trainer saved checkpoint-40 in the job's folder.
+    folder = tmp_path / "jobs" / "cancelled"
+    (folder / "checkpoint-40").mkdir(parents=True)
+    (folder / "checkpoint-40" / "trainer_state.json").write_text('{"global_step": 40}')
+    job = make_job(
+        snapshot, status=JobStatus.CANCELLED, cancel_requested=True, output_dir=str(folder), progress=0.4
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        services.training_job_retry(job=job)
+    stored = TrainingJob.objects.get(pk=job.pk)
+    assert (stored.status, stored.attempts, stored.cancel_requested) == (JobStatus.QUEUED, 1, False)
+    assert stored.finished_at is None
+    assert stored.output_dir == str(folder)  # the checkpoint reference is kept
+    assert sent == [job.pk]
+    # The worker that picks it up keeps that folder, where the trainer finds the checkpoint to resume.
+    started = services.training_job_start(job=stored, worker_host="gpu-2")
+    assert started.output_dir == str(folder)
+    assert find_checkpoint(started.output_dir) is not None
+
+
+@pytest.mark.parametrize("status", [JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED])
+def test_only_a_failed_or_cancelled_job_can_be_retried(snapshot, sent, status):
+    job = make_job(snapshot, status=status)
+    before = TrainingJob.objects.filter(pk=job.pk).values().get()
+    with pytest.raises(state.IllegalTransition, match=f"it is {status.value}"):
+        services.training_job_retry(job=job)
     assert sent == []
+    assert TrainingJob.objects.filter(pk=job.pk).values().get() == before
+
+
+def test_retry_of_a_succeeded_job_says_why_not(snapshot, sent):
+    with pytest.raises(state.IllegalTransition, match="A succeeded job is final"):
+        services.training_job_retry(job=make_job(snapshot, status=JobStatus.SUCCEEDED))
 
 
 # --- the worker's side ------------------------------------------------------------------------------

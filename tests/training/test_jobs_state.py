@@ -19,6 +19,7 @@ LEGAL = {
     ("cancel", JobStatus.QUEUED): JobStatus.CANCELLED,
     ("cancel", JobStatus.RUNNING): JobStatus.CANCELLED,  # with cancel_requested
     ("retry", JobStatus.FAILED): JobStatus.QUEUED,
+    ("retry", JobStatus.CANCELLED): JobStatus.QUEUED,  # resumes from the checkpoint the cancel saved
 }
 
 
@@ -75,6 +76,26 @@ def test_retry_starts_a_fresh_attempt(snapshot):
     assert job.attempts == 3  # the in-memory row reads back the F() expression
 
 
+def test_retry_of_a_cancelled_job_clears_the_cancel_and_keeps_the_folder(snapshot):
+    job = make_job(
+        snapshot, status=JobStatus.CANCELLED, cancel_requested=True, output_dir="/jobs/5", attempts=1
+    )
+    state.apply(job, state.RETRY)
+    stored = TrainingJob.objects.get(pk=job.pk)
+    assert (stored.status, stored.attempts, stored.output_dir) == (JobStatus.QUEUED, 2, "/jobs/5")
+    assert stored.finished_at is None and not stored.cancel_requested
+
+
+def test_a_succeeded_job_cannot_be_retried(snapshot):
+    job = make_job(snapshot, status=JobStatus.SUCCEEDED)
+    with pytest.raises(state.IllegalTransition) as caught:
+        state.apply(job, state.RETRY)
+    message = caught.value.messages[0]
+    assert "it is succeeded (retry needs failed or cancelled)" in message
+    assert "launch a new job" in message
+    assert TrainingJob.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED
+
+
 def test_two_processes_cannot_both_start_a_job(snapshot):
     job = make_job(snapshot)
     first, second = TrainingJob.objects.get(pk=job.pk), TrainingJob.objects.get(pk=job.pk)
@@ -109,4 +130,4 @@ def test_allowed_transitions_match_the_machine(snapshot):
     assert state.allowed_transitions(running_cancelling) == ["succeed", "fail", "cancel"]
     assert state.allowed_transitions(make_job(snapshot, status=JobStatus.FAILED)) == ["retry"]
     assert state.allowed_transitions(make_job(snapshot, status=JobStatus.SUCCEEDED)) == []
-    assert state.allowed_transitions(make_job(snapshot, status=JobStatus.CANCELLED)) == []
+    assert state.allowed_transitions(make_job(snapshot, status=JobStatus.CANCELLED)) == ["retry"]

@@ -228,6 +228,28 @@ def test_retry_a_failed_job(api, researcher, snapshot, sent, django_capture_on_c
     assert api(researcher).post(f"{URL}{job.pk}/retry/").status_code == 400
 
 
+def test_retry_a_cancelled_job(api, researcher, snapshot, sent, django_capture_on_commit_callbacks):
+    job = make_job(snapshot, status=JobStatus.CANCELLED, cancel_requested=True, output_dir="/jobs/7")
+    listed = api(researcher).get(URL, {"project": "demo-project"}).json()
+    assert [j["actions"] for j in listed if j["id"] == job.pk] == [["retry"]]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api(researcher).post(f"{URL}{job.pk}/retry/")
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["status"], body["attempts"], body["cancel_requested"]) == ("queued", 1, False)
+    assert body["output_dir"] == "/jobs/7" and body["actions"] == ["cancel"]
+    assert sent == [job.pk]
+
+
+def test_retry_a_succeeded_job_is_a_400(api, researcher, succeeded_job, sent):
+    response = api(researcher).post(f"{URL}{succeeded_job.pk}/retry/")
+    assert response.status_code == 400
+    assert "it is succeeded" in response.json()["detail"]
+    assert "A succeeded job is final" in response.json()["detail"]
+    assert TrainingJob.objects.get(pk=succeeded_job.pk).status == JobStatus.SUCCEEDED
+    assert sent == []
+
+
 def test_the_schema_documents_the_endpoints(api, researcher):
     response = api(researcher).get("/api/v1/schema/", {"format": "json"})
     assert response.status_code == 200
