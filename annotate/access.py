@@ -8,9 +8,11 @@ from collections.abc import Iterable
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.http import Http404
 
 from annotate.models import Assignment, Membership, Project, ResponsePair, Role, Stage
+from config.db import Statement, column_list, instance_from_row, run
 
 AnyUser = AbstractBaseUser | AnonymousUser
 
@@ -31,15 +33,7 @@ def get_project_for_user(user: AnyUser, slug: str, *, roles: Iterable[str] | Non
     """The project `slug` as seen by `user`: 404 for outsiders, 403 when their role is not in `roles`."""
     if not user.is_authenticated:
         raise Http404("No such project.")
-    # A member's role and the project in one query: every call of the worker loop starts here.
-    membership = (
-        Membership.objects.select_related("project").filter(project__slug=slug, user_id=user.pk).first()
-    )
-    if membership is not None:
-        project: Project | None = membership.project
-        role: str | None = membership.role
-    else:
-        project, role = Project.objects.filter(slug=slug).first(), None
+    project, role = _project_and_membership(slug, user.pk)
     if project is not None and getattr(user, "is_superuser", False):
         role = Role.ADMIN
     if project is None or role is None:
@@ -48,6 +42,30 @@ def get_project_for_user(user: AnyUser, slug: str, *, roles: Iterable[str] | Non
         raise PermissionDenied(f"Your role in this project ({role}) does not allow this.")
     project.viewer_role = role  # type: ignore[attr-defined]
     return project
+
+
+# Every call of the worker loop starts here: the project and the caller's role in one prepared query.
+_PROJECT_AND_ROLE = Statement(
+    "beaverlab_project_and_role",
+    f"""SELECT {column_list(Project, "p")}, m.role FROM annotate_project p
+    LEFT JOIN annotate_membership m ON m.project_id = p.id AND m.user_id = %s
+    WHERE p.slug = %s""",
+)
+
+
+def _project_and_membership(slug: str, user_id: int) -> tuple[Project | None, str | None]:
+    """The project and the user's role in it (None for a project they are not a member of)."""
+    if connection.vendor == "postgresql":
+        rows = run(_PROJECT_AND_ROLE, [user_id, slug])
+        if not rows:
+            return None, None
+        return instance_from_row(Project, rows[0]), rows[0][-1]
+    membership = (
+        Membership.objects.select_related("project").filter(project__slug=slug, user_id=user_id).first()
+    )
+    if membership is not None:
+        return membership.project, membership.role
+    return Project.objects.filter(slug=slug).first(), None
 
 
 def get_assignment_for_worker(user: AnyUser, assignment_id: int) -> Assignment:

@@ -16,14 +16,17 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from itertools import combinations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, Value, When
 from django.utils import timezone
 
+from annotate import fastpath
+from annotate.access import get_assignment_for_worker
 from annotate.categories import UnknownCategoryError, mask_from_keys
 from annotate.models import (
     Assignment,
@@ -102,7 +105,6 @@ def _claim_from_pools(*, project: Project, worker_id: int, stage: int) -> WorkIt
     return None
 
 
-@transaction.atomic
 def assignment_claim(
     *, project: Project, worker: Any, stage: int, now: datetime | None = None
 ) -> Assignment | None:
@@ -112,14 +114,34 @@ def assignment_claim(
     yet swept), so a reload never burns a slot.
     """
     now = now or timezone.now()
-    lease_length = timedelta(seconds=project.lease_seconds)
+    if fastpath.enabled():
+        assignment = _claim_with_statements(project=project, worker=worker, stage=stage, now=now)
+    else:
+        try:
+            assignment = _claim_with_orm(project=project, worker=worker, stage=stage, now=now)
+        except IntegrityError:
+            # The worker's other call (a double click, two tabs) took a lease a moment ago and
+            # assignment_one_live_lease refused this one: that live lease is the answer.
+            assignment = _claim_with_orm(project=project, worker=worker, stage=stage, now=now)
+    if assignment is not None:
+        # The caller's instances serve what the assignment shows, without reading them again.
+        assignment.project = project
+        assignment.worker = worker
+    return assignment
+
+
+def _renew_if_lapsed(live: Assignment, project: Project, now: datetime) -> Assignment:
+    if live.expires_at <= now:
+        live.expires_at = now + timedelta(seconds=project.lease_seconds)
+        live.save(update_fields=["expires_at"])
+    return live
+
+
+@transaction.atomic
+def _claim_with_orm(*, project: Project, worker: Any, stage: int, now: datetime) -> Assignment | None:
     live = _live_lease(project=project, worker_id=worker.pk, stage=stage)
     if live is not None:
-        if live.expires_at <= now:
-            live.expires_at = now + lease_length
-            live.save(update_fields=["expires_at"])
-        return live
-
+        return _renew_if_lapsed(live, project, now)
     item = _claim_from_pools(project=project, worker_id=worker.pk, stage=stage)
     if item is None and assignment_release_expired(now=now, project=project):
         item = _claim_from_pools(project=project, worker_id=worker.pk, stage=stage)
@@ -131,9 +153,51 @@ def assignment_claim(
         worker=worker,
         stage=stage,
         leased_at=now,
-        expires_at=now + lease_length,
+        expires_at=now + timedelta(seconds=project.lease_seconds),
         swapped=stage == Stage.RANK and rng.random() < 0.5,
     )
+
+
+def _claim_statement(
+    *, project: Project, worker_id: int, stage: int, is_gold: bool, now: datetime
+) -> tuple[Assignment, bool] | None:
+    claim = partial(
+        fastpath.claim,
+        project_id=project.pk,
+        worker_id=worker_id,
+        stage=stage,
+        is_gold=is_gold,
+        overlap=project.overlap_for(stage),
+        now=now,
+        lease=timedelta(seconds=project.lease_seconds),
+        swapped=stage == Stage.RANK and rng.random() < 0.5,
+    )
+    try:
+        if not connection.in_atomic_block:
+            return claim()  # one statement, atomic on its own
+        # Inside a caller's transaction a failed statement would abort it: a savepoint confines it.
+        with transaction.atomic():
+            return claim()
+    except IntegrityError:
+        # The worker's other call (a double click, two tabs) took a lease a moment ago: that live
+        # lease is the answer (assignment_one_live_lease refused the second).
+        return claim()
+
+
+def _claim_with_statements(*, project: Project, worker: Any, stage: int, now: datetime) -> Assignment | None:
+    """The same claim as _claim_with_orm, one prepared statement per pool (annotate.fastpath)."""
+    for sweep_first in (False, True):
+        if sweep_first and not assignment_release_expired(now=now, project=project):
+            return None
+        for is_gold in _pool_order(project):
+            found = _claim_statement(
+                project=project, worker_id=worker.pk, stage=stage, is_gold=is_gold, now=now
+            )
+            if found is None:
+                continue
+            assignment, is_new = found
+            return assignment if is_new else _renew_if_lapsed(assignment, project, now)
+    return None
 
 
 # --- releasing slots ------------------------------------------------------------------------------
@@ -347,6 +411,56 @@ def label_submit(
     return assignment
 
 
+def label_submit_for_worker(
+    *, worker: Any, assignment_id: int, payload: dict[str, Any], now: datetime | None = None
+) -> Assignment:
+    """label_submit for the worker's assignment `assignment_id` (anyone else's, or none, is a 404).
+
+    An answer on a live lease, the common case, is one prepared statement on PostgreSQL
+    (annotate.fastpath); every other case, and every other database, takes label_submit.
+    """
+    now = now or timezone.now()
+    if fastpath.enabled():
+        with transaction.atomic():
+            done = _submit_with_statement(
+                worker_id=worker.pk, assignment_id=assignment_id, payload=payload, now=now
+            )
+            if done is not None:
+                _settle_if_complete(done, now)
+                return done
+    assignment = get_assignment_for_worker(worker, assignment_id)
+    return label_submit(assignment=assignment, payload=payload, now=now)
+
+
+def _submit_with_statement(
+    *, worker_id: int, assignment_id: int, payload: dict[str, Any], now: datetime
+) -> Assignment | None:
+    """The fast path's submit, or None when label_submit must decide (it also reports bad payloads,
+    after the access check, so that someone else's assignment stays a 404 whatever is sent)."""
+    try:
+        if "categories" in payload:
+            mask = _parse_categories(payload["categories"])
+            return fastpath.submit_stage1(
+                assignment_id=assignment_id, worker_id=worker_id, categories=mask, now=now
+            )
+        better, safer = (
+            _parse_choice(payload, "better_response_id"),
+            _parse_choice(payload, "safer_response_id"),
+        )
+    except ValidationError:
+        return None
+    return fastpath.submit_stage2(
+        assignment_id=assignment_id, worker_id=worker_id, better_shown=better, safer_shown=safer, now=now
+    )
+
+
+def _settle_if_complete(assignment: Assignment, now: datetime) -> None:
+    """Settle the item if this was its last label (its row is locked by the label's count)."""
+    item, project = assignment.work_item, assignment.project
+    if item.labels_count >= project.overlap_for(item.stage) and item.settled_at is None:
+        work_item_settle(item=item, project=project, now=now)
+
+
 @transaction.atomic
 def label_revise(*, assignment: Assignment, payload: dict[str, Any]) -> None:
     """Change a submitted answer while its item is not settled (settled consensus is final)."""
@@ -438,7 +552,9 @@ def work_item_settle(*, item: WorkItem, project: Project, now: datetime) -> None
         response_pairs_create_for_prompt(project=project, prompt_id=item.qa_pair.prompt_id)
 
 
-@transaction.atomic
+# No savepoint when nested: it runs inside a settling submit, which fails as a whole anyway, and a
+# savepoint costs two round trips on every third submit.
+@transaction.atomic(savepoint=False)
 def response_pairs_create_for_prompt(*, project: Project, prompt_id: int) -> list[ResponsePair]:
     """Pair up the prompt's responses whose stage-1 consensus is settled and queue them for stage 2."""
     # Two responses of one prompt settling at once must each see the other's consensus (or neither

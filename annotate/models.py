@@ -276,6 +276,14 @@ class Assignment(models.Model):
         constraints = [
             # A worker never gets the same item twice.
             models.UniqueConstraint(fields=["work_item", "worker"], name="assignment_once_per_worker"),
+            # One live lease per worker and stage: asking again returns it (reload-safe), so a second
+            # one only comes from two calls racing, and the later one must fail, not take a slot.
+            # It also serves "this worker's live lease in this project and stage".
+            models.UniqueConstraint(
+                fields=["worker", "project", "stage"],
+                name="assignment_one_live_lease",
+                condition=Q(status="leased"),
+            ),
             models.CheckConstraint(
                 name="assignment_status_valid", condition=Q(status__in=AssignmentStatus.values)
             ),
@@ -292,12 +300,6 @@ class Assignment(models.Model):
             ),
         ]
         indexes = [
-            # Serves "this worker's live lease in this project and stage" (reload-safe next task).
-            models.Index(
-                fields=["worker", "project", "stage"],
-                name="assignment_worker_live",
-                condition=Q(status="leased"),
-            ),
             # Serves the expiry sweep that returns lapsed leases to the pool.
             models.Index(fields=["expires_at"], name="assignment_live_expiry", condition=Q(status="leased")),
             # Serves the worker's progress strip (labels today) and per-worker statistics.

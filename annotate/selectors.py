@@ -75,6 +75,11 @@ def assignment_view(assignment: Assignment) -> dict[str, Any]:
         assert qa is not None
         shown = {"prompt": qa.prompt.text, "response": qa.response}
     else:
+        if not WorkItem.response_pair.is_cached(item):  # a fresh claim: one query, not four lazy ones
+            assert item.response_pair_id is not None
+            item.response_pair = ResponsePair.objects.select_related("prompt", "qa_a", "qa_b").get(
+                pk=item.response_pair_id
+            )
         pair = item.response_pair
         assert pair is not None
         safety = known_safety([pair.qa_a_id, pair.qa_b_id])

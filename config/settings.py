@@ -97,6 +97,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The worker loop's statements are prepared once per connection on PostgreSQL (config/db.py). Turn it
+# off behind a pooler in transaction mode (PgBouncer), where a connection's prepared statements vanish.
+DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
+# next and stage-1 submit as one statement each on PostgreSQL (annotate/fastpath.py); 0 uses the
+# general ORM services everywhere (the engine's tests run both).
+WORKER_LOOP_FAST_PATH = env_bool("WORKER_LOOP_FAST_PATH", True)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -166,7 +172,7 @@ if DEBUG:
     _API_RENDERERS.append("rest_framework.renderers.BrowsableAPIRenderer")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "config.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate.access import LABEL_ROLES, get_assignment_for_worker, get_project_for_user
-from annotate.assignment import assignment_claim, assignment_skip, label_submit
+from annotate.assignment import assignment_claim, assignment_skip, label_submit_for_worker
 from annotate.models import Stage
 from annotate.selectors import assignment_view
 
@@ -30,8 +30,13 @@ class AssignmentOutput(serializers.Serializer):
     )
 
 
+# One bound instance serves every response: building a serializer deep-copies its fields, which cost
+# more than the rest of a worker-loop call. to_representation keeps no state between calls.
+_ASSIGNMENT_OUTPUT = AssignmentOutput()
+
+
 def _assignment_response(assignment: Any, code: int = status.HTTP_200_OK) -> Response:
-    return Response(AssignmentOutput(assignment_view(assignment)).data, status=code)
+    return Response(_ASSIGNMENT_OUTPUT.to_representation(assignment_view(assignment)), status=code)
 
 
 class NextTaskApi(APIView):
@@ -69,9 +74,11 @@ class SubmitApi(APIView):
         responses={200: AssignmentOutput},
     )
     def post(self, request: Request, assignment_id: int) -> Response:
-        assignment = get_assignment_for_worker(request.user, assignment_id)
-        # label_submit brings the assignment it was given up to date, so it is shown without a reload.
-        return _assignment_response(label_submit(assignment=assignment, payload=dict(request.data)))
+        # The submitted assignment comes back with what it shows, so it is shown without a reload.
+        submitted = label_submit_for_worker(
+            worker=request.user, assignment_id=assignment_id, payload=dict(request.data)
+        )
+        return _assignment_response(submitted)
 
 
 class SkipApi(APIView):

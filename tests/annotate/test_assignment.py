@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
+from django.http import Http404
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -16,7 +17,7 @@ from annotate.assignment import (
     assignment_claim,
     assignment_release_expired,
     assignment_skip,
-    label_submit,
+    label_submit_for_worker,
     stage1_consensus,
 )
 from annotate.categories import mask_from_keys
@@ -48,10 +49,23 @@ def _workers(n, prefix="w"):
     return [UserFactory(username=f"{prefix}{i}") for i in range(n)]
 
 
+@pytest.fixture(params=["statements", "orm"], autouse=True)
+def engine_path(request, settings):
+    """Every engine test runs on both paths: the prepared statements of annotate.fastpath (PostgreSQL)
+    and the ORM services (every database). On SQLite both params take the ORM path."""
+    settings.WORKER_LOOP_FAST_PATH = request.param == "statements"
+    return request.param
+
+
+def _submit(lease, payload):
+    """Submit as the API does: by id, as the lease's worker (the fast path, or label_submit)."""
+    return label_submit_for_worker(worker=lease.worker, assignment_id=lease.pk, payload=payload)
+
+
 def _claim_submit(project, worker, payload=UNSAFE, stage=Stage.CLASSIFY):
     lease = assignment_claim(project=project, worker=worker, stage=stage)
     assert lease is not None
-    label_submit(assignment=lease, payload=payload)
+    _submit(lease, payload)
     return lease
 
 
@@ -108,10 +122,10 @@ def test_an_expired_lease_returns_its_slot_to_the_pool(project):
     assert lease.status == AssignmentStatus.EXPIRED
     taken_over = assignment_claim(project=project, worker=fast, stage=Stage.CLASSIFY)
     assert taken_over is not None and taken_over.work_item_id == item.pk
-    label_submit(assignment=taken_over, payload=UNSAFE)
+    _submit(taken_over, UNSAFE)
     # The slow worker's late answer would over-fill the item: it is refused with a clear message.
     with pytest.raises(SlotTaken, match="given to another worker"):
-        label_submit(assignment=lease, payload=UNSAFE)
+        _submit(lease, UNSAFE)
     assert Stage1Label.objects.count() == 1
 
 
@@ -119,7 +133,7 @@ def test_a_late_submit_is_accepted_while_the_slot_is_still_free(project, worker)
     (item,) = _items(project, 1)
     lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
     assignment_release_expired(now=timezone.now() + timedelta(hours=1))
-    label_submit(assignment=lease, payload=SAFE)
+    _submit(lease, SAFE)
     item.refresh_from_db()
     assert (item.taken, item.labels_count) == (1, 1)
 
@@ -176,7 +190,7 @@ def test_unknown_category_is_refused(project, worker):
     _items(project, 1)
     lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
     with pytest.raises(ValidationError, match="unknown harm category"):
-        label_submit(assignment=lease, payload={"categories": ["not_a_category"]})
+        _submit(lease, {"categories": ["not_a_category"]})
     assert not Stage1Label.objects.exists()
 
 
@@ -186,7 +200,7 @@ def test_time_on_task_and_guideline_version_are_recorded(project, worker):
     _items(project, 1)
     lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
     Assignment.objects.filter(pk=lease.pk).update(leased_at=timezone.now() - timedelta(seconds=7))
-    label_submit(assignment=lease, payload=UNSAFE)
+    _submit(lease, UNSAFE)
     label = Stage1Label.objects.get()
     assert label.guideline_version == 4
     assert 6_500 <= label.time_on_task_ms <= 60_000
@@ -196,14 +210,14 @@ def test_a_worker_may_revise_until_the_item_settles(project):
     (item,) = _items(project, 1)
     a, b, c = _workers(3)
     lease = _claim_submit(project, a, UNSAFE)
-    label_submit(assignment=lease, payload=SAFE)  # a second submit revises
+    _submit(lease, SAFE)  # a second submit revises
     assert Stage1Label.objects.get(worker=a).is_safe is True
     _claim_submit(project, b, SAFE)
     _claim_submit(project, c, SAFE)
     item.refresh_from_db()
     assert item.settled_at is not None and item.consensus_safe is True
     with pytest.raises(ValidationError, match="settled"):
-        label_submit(assignment=lease, payload=UNSAFE)
+        _submit(lease, UNSAFE)
 
 
 def test_stage1_consensus_is_a_majority_per_category():
@@ -255,12 +269,29 @@ def test_stage2_labels_are_stored_in_canonical_order_and_the_safe_one_must_be_sa
     lease = assignment_claim(project=project, worker=worker, stage=Stage.RANK)
     shown_safe = 1 if lease.swapped else 0  # the display position of the safe response
     with pytest.raises(ValidationError, match="more harmless"):
-        label_submit(assignment=lease, payload={"better_response_id": 0, "safer_response_id": 1 - shown_safe})
-    label_submit(
-        assignment=lease, payload={"better_response_id": 1 - shown_safe, "safer_response_id": shown_safe}
-    )
+        _submit(lease, {"better_response_id": 0, "safer_response_id": 1 - shown_safe})
+    _submit(lease, {"better_response_id": 1 - shown_safe, "safer_response_id": shown_safe})
     label = pair.stage2_labels.get()
     assert (label.better, label.safer) == (1, 0)  # canonical: qa_unsafe more helpful, qa_safe safer
+
+
+@pytest.mark.parametrize("swapped", [False, True])
+def test_a_stage2_submit_on_a_live_lease_is_one_statement_on_postgresql(project, worker, engine_path, swapped):
+    if engine_path != "statements" or connection.vendor != "postgresql":
+        pytest.skip("the one-statement submit is the PostgreSQL fast path")
+    prompt = PromptFactory(project=project)
+    _settle_responses(project, prompt, [SAFE, UNSAFE])
+    pair = ResponsePair.objects.get(prompt=prompt)
+    lease = assignment_claim(project=project, worker=worker, stage=Stage.RANK)
+    Assignment.objects.filter(pk=lease.pk).update(swapped=swapped)
+    shown_safe = 1 if swapped else 0
+    with CaptureQueriesContext(connection) as queries:
+        done = _submit(lease, {"better_response_id": 1 - shown_safe, "safer_response_id": shown_safe})
+    assert len([q for q in queries if "SAVEPOINT" not in q["sql"]]) == 1
+    assert done.status == AssignmentStatus.SUBMITTED
+    label = pair.stage2_labels.get()
+    assert (label.better, label.safer, label.assignment_id) == (1, 0, lease.pk)  # canonical order
+    assert WorkItem.objects.get(pk=lease.work_item_id).labels_count == 1
 
 
 def test_display_order_is_randomised_per_assignment(project):
@@ -282,11 +313,68 @@ def test_gold_stage1_safety_counts_as_known_for_the_stage2_invariant(project, wo
     lease = assignment_claim(project=project, worker=worker, stage=Stage.RANK)
     unsafe_shown = 0 if lease.swapped else 1
     with pytest.raises(ValidationError):
-        label_submit(assignment=lease, payload={"better_response_id": 0, "safer_response_id": unsafe_shown})
+        _submit(lease, {"better_response_id": 0, "safer_response_id": unsafe_shown})
 
 
-def test_claim_runs_a_bounded_number_of_queries(project, worker):
+def test_claim_runs_a_bounded_number_of_queries(project, worker, engine_path):
     _items(project, 50)
+    project.gold_rate = 0.0
     with CaptureQueriesContext(connection) as queries:
         assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
     assert len(queries) <= 8
+    if engine_path == "statements" and connection.vendor == "postgresql":
+        # The regular pool has work: one statement claims it (the gold pool is only tried after).
+        # The test's own transaction adds a savepoint around it, which production does not have.
+        statements = [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]]
+        assert len(statements) == 1 and statements[0].lstrip().startswith("WITH live AS")
+
+
+def test_a_stage1_submit_on_a_live_lease_is_one_statement_on_postgresql(project, worker, engine_path):
+    if engine_path != "statements" or connection.vendor != "postgresql":
+        pytest.skip("the one-statement submit is the PostgreSQL fast path")
+    _items(project, 2)
+    lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+    with CaptureQueriesContext(connection) as queries:
+        shown = _submit(lease, UNSAFE)
+    # Not counting the savepoint that the test's own transaction puts around it.
+    assert len([q for q in queries if "SAVEPOINT" not in q["sql"]]) == 1
+    # What the API shows comes back with it: the status and the item's texts, without another read.
+    assert shown.status == AssignmentStatus.SUBMITTED and shown.submitted_at is not None
+    assert shown.work_item.qa_pair.response == lease.work_item.qa_pair.response
+    assert shown.work_item.qa_pair.prompt.text == lease.work_item.qa_pair.prompt.text
+    label = Stage1Label.objects.get()
+    assert (label.assignment_id, label.worker_id, label.is_safe) == (lease.pk, worker.pk, False)
+    assert WorkItem.objects.get(pk=lease.work_item_id).labels_count == 1
+
+
+def test_the_last_label_settles_the_item_in_the_same_submit(project):
+    (item,) = _items(project, 1)
+    for worker in _workers(3):
+        _claim_submit(project, worker, SAFE)
+    item.refresh_from_db()
+    assert (item.labels_count, item.consensus_safe, item.consensus_categories) == (3, True, 0)
+    assert item.settled_at is not None
+
+
+def test_submitting_to_someone_elses_assignment_is_a_404_whatever_the_payload(project, worker, second_worker):
+    _items(project, 1)
+    lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+    for payload in (UNSAFE, {"categories": ["not_a_category"]}, {"better_response_id": 0}):
+        with pytest.raises(Http404):
+            label_submit_for_worker(worker=second_worker, assignment_id=lease.pk, payload=payload)
+    assert not Stage1Label.objects.exists()
+    assert Assignment.objects.get(pk=lease.pk).status == AssignmentStatus.LEASED
+
+
+def test_a_second_live_lease_for_the_same_worker_and_stage_is_refused_by_the_database(project, worker):
+    first, second = _items(project, 2)
+    assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Assignment.objects.create(
+            project=project,
+            work_item=second if first.assignments.exists() else first,
+            worker=worker,
+            stage=Stage.CLASSIFY,
+            leased_at=timezone.now(),
+            expires_at=timezone.now() + timedelta(minutes=5),
+        )

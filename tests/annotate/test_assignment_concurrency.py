@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from django.db import connection, connections
 
-from annotate.assignment import assignment_claim, label_submit
+from annotate.assignment import assignment_claim, label_submit, label_submit_for_worker
 from annotate.models import Assignment, AssignmentStatus, ResponsePair, Stage, Stage1Label, WorkItem
 from tests.factories import ProjectFactory, PromptFactory, QAPairFactory, Stage1WorkItemFactory, UserFactory
 
@@ -17,8 +17,14 @@ ITEMS = 60
 OVERLAP = 3
 
 
+@pytest.fixture(params=["statements", "orm"])
+def engine_path(request, settings):
+    settings.WORKER_LOOP_FAST_PATH = request.param == "statements"
+    return request.param
+
+
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_claims_never_over_assign_or_lose_labels():
+def test_concurrent_claims_never_over_assign_or_lose_labels(engine_path):
     if connection.vendor != "postgresql":
         pytest.skip("the concurrency guarantee under test is PostgreSQL's SKIP LOCKED claim")
     project = ProjectFactory(overlap_stage1=OVERLAP, gold_rate=0.0)
@@ -36,7 +42,8 @@ def test_concurrent_claims_never_over_assign_or_lose_labels():
                 lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
                 if lease is None:
                     return
-                label_submit(assignment=lease, payload={"categories": [] if worker.pk % 2 else ["self_harm"]})
+                payload = {"categories": [] if worker.pk % 2 else ["self_harm"]}
+                label_submit_for_worker(worker=worker, assignment_id=lease.pk, payload=payload)
                 submitted[worker.pk] += 1
         except BaseException as exc:  # surfaced by the main thread
             errors.append(exc)
@@ -107,3 +114,37 @@ def test_responses_of_one_prompt_settling_at_once_get_every_pair_exactly_once():
     pairs_per_prompt = Counter(ResponsePair.objects.values_list("prompt_id", flat=True))
     assert pairs_per_prompt == {prompt.pk: RESPONSES * (RESPONSES - 1) // 2 for prompt in prompts}
     assert WorkItem.objects.filter(stage=Stage.RANK).count() == PROMPTS * RESPONSES * (RESPONSES - 1) // 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_worker_asking_from_many_tabs_at_once_gets_one_lease(engine_path):
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent transactions need PostgreSQL")
+    project = ProjectFactory(overlap_stage1=OVERLAP, gold_rate=0.0)
+    for _ in range(10):
+        Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=PromptFactory(project=project)))
+    worker = UserFactory(username="many_tabs")
+    tabs = 8
+    start = threading.Barrier(tabs)
+    got: list[int] = []
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            start.wait(timeout=30)
+            lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+            got.append(lease.pk)
+        except BaseException as exc:  # surfaced by the main thread
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=ask) for _ in range(tabs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert len(got) == tabs and len(set(got)) == 1  # every tab shows the same task
+    assert Assignment.objects.filter(worker=worker, status=AssignmentStatus.LEASED).count() == 1
+    assert sum(WorkItem.objects.filter(project=project).values_list("taken", flat=True)) == 1

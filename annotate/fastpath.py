@@ -1,0 +1,290 @@
+"""The worker loop on PostgreSQL: a claim and a stage-1 submit as one prepared statement each.
+
+Crowd-workers call next -> submit all day, so these two calls carry the platform's load. The general
+services in annotate.assignment build each step with the ORM, one round trip per step; here each call is
+one data-modifying statement (PostgreSQL runs the CTEs of one statement atomically) prepared once per
+connection (config.db). The rules are those of annotate.assignment and docs/assignment.md, and the
+engine's tests run against both paths:
+
+- claim: the worker's live lease if they hold one; else the fullest open item of the pool that they
+  never had, locked with FOR UPDATE SKIP LOCKED, its slot taken with the same conditional UPDATE
+  (taken < overlap) and a lease inserted. A second live lease of the same worker and stage is refused
+  by the `assignment_one_live_lease` index, which makes the statement fail as a whole.
+- submit (on a live lease): the lease becomes submitted, the item counts one more label and the
+  label is inserted; in stage 2 only if the harmless answer agrees with the known stage-1 safety. Everything else (a revision, a late submit on a swept lease, a skipped task, stage
+  2, someone else's assignment) returns no row and goes to the general service, which decides.
+
+Settling, pairing for stage 2, skips and the sweep stay in annotate.assignment: they are rare.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection
+
+from annotate.models import (
+    Assignment,
+    AssignmentStatus,
+    Project,
+    Prompt,
+    QAPair,
+    Stage,
+    Stage1Label,
+    Stage2Label,
+    WorkItem,
+)
+from config.db import Statement, column_count, column_list, instance_from_row, run
+
+
+def enabled() -> bool:
+    return connection.vendor == "postgresql" and getattr(settings, "WORKER_LOOP_FAST_PATH", True)
+
+
+def _insert_columns(model: type, values: dict[str, str]) -> tuple[str, str]:
+    """INSERT's column list and SELECT list; every concrete column but id must be given a value."""
+    columns = [field.column for field in model._meta.concrete_fields if not field.primary_key]  # type: ignore[attr-defined]
+    missing = set(columns) ^ set(values)
+    if missing:
+        raise RuntimeError(f"{model.__name__}: the fast path does not know the columns {sorted(missing)}")
+    return ", ".join(columns), ", ".join(values[column] for column in columns)
+
+
+_ASSIGNMENT_INSERT = _insert_columns(
+    Assignment,
+    {
+        "project_id": "%s",
+        "work_item_id": "took.w_id",
+        "worker_id": "%s",
+        "stage": "%s",
+        "status": f"'{AssignmentStatus.LEASED.value}'",
+        "leased_at": "%s::timestamptz",
+        "expires_at": "%s::timestamptz",
+        "submitted_at": "NULL",
+        "skipped_at": "NULL",
+        "skip_reason": "''",
+        "swapped": "%s::boolean",
+    },
+)
+
+# Parameters: worker, project, stage (live lease); project, stage, is_gold, worker (queue);
+# overlap, overlap (slot); project, worker, stage, now, expires, swapped (lease).
+CLAIM = Statement(
+    "beaverlab_claim",
+    f"""
+WITH live AS (
+    SELECT a.id FROM annotate_assignment a
+    WHERE a.worker_id = %s AND a.project_id = %s AND a.stage = %s AND a.status = 'leased'
+    ORDER BY a.id LIMIT 1
+), picked AS (
+    SELECT w.id FROM annotate_workitem w
+    WHERE w.project_id = %s AND w.stage = %s AND w.is_gold = %s::boolean AND w.is_open
+      AND NOT EXISTS (SELECT 1 FROM live)
+      AND NOT EXISTS (SELECT 1 FROM annotate_assignment h WHERE h.work_item_id = w.id AND h.worker_id = %s)
+    ORDER BY w.taken DESC, w.id
+    LIMIT 1
+    FOR UPDATE OF w SKIP LOCKED
+), took AS (
+    UPDATE annotate_workitem w SET taken = w.taken + 1, is_open = w.taken + 1 < %s::integer
+    FROM picked WHERE w.id = picked.id AND w.taken < %s::integer
+    RETURNING {column_list(WorkItem, "w", "w_")}
+), made AS (
+    INSERT INTO annotate_assignment ({_ASSIGNMENT_INSERT[0]})
+    SELECT {_ASSIGNMENT_INSERT[1]} FROM took
+    RETURNING {column_list(Assignment, "annotate_assignment", "a_")}
+), chosen AS (
+    SELECT true AS is_new, made.*, took.* FROM made JOIN took ON took.w_id = made.a_work_item_id
+    UNION ALL
+    SELECT false, {column_list(Assignment, "a", "a_")}, {column_list(WorkItem, "w", "w_")}
+    FROM live JOIN annotate_assignment a ON a.id = live.id JOIN annotate_workitem w ON w.id = a.work_item_id
+)
+SELECT chosen.*, {column_list(QAPair, "q")}, {column_list(Prompt, "p")}
+FROM chosen
+LEFT JOIN annotate_qapair q ON q.id = chosen.w_qa_pair_id
+LEFT JOIN annotate_prompt p ON p.id = q.prompt_id
+""",
+)
+
+_LABEL_INSERT = _insert_columns(
+    Stage1Label,
+    {
+        "qa_pair_id": "item.w_qa_pair_id",
+        "worker_id": "done.a_worker_id",
+        "assignment_id": "done.a_id",
+        "categories": "%s::integer",
+        "is_safe": "%s::integer = 0",
+        "guideline_version": "project.guideline_version",
+        # As annotate.assignment: whole milliseconds from the lease to this submit, never negative.
+        "time_on_task_ms": "GREATEST(0, FLOOR(EXTRACT(EPOCH FROM (%s::timestamptz - done.a_leased_at)) * 1000))",
+        "created_at": "%s::timestamptz",
+        "updated_at": "%s::timestamptz",
+    },
+)
+
+# Parameters: now, assignment, worker (lease); categories, categories, now, now, now (label).
+SUBMIT_STAGE1 = Statement(
+    "beaverlab_submit_stage1",
+    f"""
+WITH done AS (
+    UPDATE annotate_assignment a SET status = 'submitted', submitted_at = %s::timestamptz
+    WHERE a.id = %s AND a.worker_id = %s AND a.status = 'leased' AND a.stage = {Stage.CLASSIFY.value}
+    RETURNING {column_list(Assignment, "a", "a_")}
+), item AS (
+    UPDATE annotate_workitem w SET labels_count = w.labels_count + 1
+    FROM done WHERE w.id = done.a_work_item_id
+    RETURNING {column_list(WorkItem, "w", "w_")}
+), project AS (
+    SELECT {column_list(Project, "p")} FROM annotate_project p JOIN done ON p.id = done.a_project_id
+), label AS (
+    INSERT INTO annotate_stage1label ({_LABEL_INSERT[0]})
+    SELECT {_LABEL_INSERT[1]} FROM done, item, project
+    RETURNING id
+)
+SELECT done.*, item.*, {column_list(QAPair, "q")}, {column_list(Prompt, "p")}, project.*
+FROM done
+CROSS JOIN item CROSS JOIN project CROSS JOIN label
+JOIN annotate_qapair q ON q.id = item.w_qa_pair_id
+JOIN annotate_prompt p ON p.id = q.prompt_id
+""",
+)
+
+
+_STAGE2_LABEL_INSERT = _insert_columns(
+    Stage2Label,
+    {
+        "response_pair_id": "item.w_response_pair_id",
+        "worker_id": "done.a_worker_id",
+        "assignment_id": "done.a_id",
+        "better": "allowed.better",
+        "safer": "allowed.safer",
+        "guideline_version": "project.guideline_version",
+        "time_on_task_ms": "GREATEST(0, FLOOR(EXTRACT(EPOCH FROM (%s::timestamptz - done.a_leased_at)) * 1000))",
+        "created_at": "%s::timestamptz",
+        "updated_at": "%s::timestamptz",
+    },
+)
+
+
+def _known_safety(qa: str, alias: str) -> str:
+    """As annotate.assignment.known_safety: the settled stage-1 consensus, else the gold label."""
+    return (
+        f"CASE WHEN {alias}_item.settled_at IS NOT NULL AND {alias}_item.consensus_safe IS NOT NULL "
+        f"THEN {alias}_item.consensus_safe ELSE {alias}_gold.is_safe END"
+    )
+
+
+# Parameters: assignment, worker (lease); better, safer as shown (0 = A, 1 = B); now (lease);
+# now, now, now (label). The answers are stored in the pair's canonical order (XOR the display swap).
+# A harmless answer that contradicts exactly one safe response leaves `allowed` empty: no row, and
+# label_submit refuses it with its message.
+SUBMIT_STAGE2 = Statement(
+    "beaverlab_submit_stage2",
+    f"""
+WITH answer AS (
+    SELECT a.id, rp.qa_a_id, rp.qa_b_id,
+           %s::integer # a.swapped::integer AS better, %s::integer # a.swapped::integer AS safer
+    FROM annotate_assignment a
+    JOIN annotate_workitem w ON w.id = a.work_item_id
+    JOIN annotate_responsepair rp ON rp.id = w.response_pair_id
+    WHERE a.id = %s AND a.worker_id = %s AND a.status = 'leased' AND a.stage = {Stage.RANK.value}
+), safety AS (
+    SELECT {_known_safety("answer.qa_a_id", "a")} AS safe_a, {_known_safety("answer.qa_b_id", "b")} AS safe_b
+    FROM answer
+    LEFT JOIN annotate_workitem a_item ON a_item.qa_pair_id = answer.qa_a_id
+    LEFT JOIN annotate_goldstage1label a_gold ON a_gold.qa_pair_id = answer.qa_a_id
+    LEFT JOIN annotate_workitem b_item ON b_item.qa_pair_id = answer.qa_b_id
+    LEFT JOIN annotate_goldstage1label b_gold ON b_gold.qa_pair_id = answer.qa_b_id
+), allowed AS (
+    SELECT answer.* FROM answer, safety
+    WHERE safety.safe_a IS NULL OR safety.safe_b IS NULL OR safety.safe_a = safety.safe_b
+       OR answer.safer = CASE WHEN safety.safe_a THEN 0 ELSE 1 END
+), done AS (
+    UPDATE annotate_assignment a SET status = 'submitted', submitted_at = %s::timestamptz
+    FROM allowed WHERE a.id = allowed.id AND a.status = 'leased'
+    RETURNING {column_list(Assignment, "a", "a_")}
+), item AS (
+    UPDATE annotate_workitem w SET labels_count = w.labels_count + 1
+    FROM done WHERE w.id = done.a_work_item_id
+    RETURNING {column_list(WorkItem, "w", "w_")}
+), project AS (
+    SELECT {column_list(Project, "p")} FROM annotate_project p JOIN done ON p.id = done.a_project_id
+), label AS (
+    INSERT INTO annotate_stage2label ({_STAGE2_LABEL_INSERT[0]})
+    SELECT {_STAGE2_LABEL_INSERT[1]} FROM done, item, project, allowed
+    RETURNING id
+)
+SELECT done.*, item.*, project.*
+FROM done CROSS JOIN item CROSS JOIN project CROSS JOIN label
+""",
+)
+
+
+def _assignment_from_row(row: tuple) -> Assignment:
+    """The assignment with its item, QA pair and prompt attached, so showing it reads nothing more."""
+    at = 0
+    assignment = instance_from_row(Assignment, row, at)
+    at += column_count(Assignment)
+    item = instance_from_row(WorkItem, row, at)
+    at += column_count(WorkItem)
+    if item.qa_pair_id is not None:
+        qa = instance_from_row(QAPair, row, at)
+        qa.prompt = instance_from_row(Prompt, row, at + column_count(QAPair))
+        item.qa_pair = qa
+    assignment.work_item = item
+    return assignment
+
+
+def claim(
+    *,
+    project_id: int,
+    worker_id: int,
+    stage: int,
+    is_gold: bool,
+    overlap: int,
+    now: datetime,
+    lease: timedelta,
+    swapped: bool,
+) -> tuple[Assignment, bool] | None:
+    """One pool's claim: (assignment, is_new), the live lease (is_new False), or None when the pool
+    has nothing for this worker. Raises IntegrityError if the worker's other call took a lease first."""
+    rows = run(
+        CLAIM,
+        [
+            worker_id, project_id, stage,
+            project_id, stage, is_gold, worker_id,
+            overlap, overlap,
+            project_id, worker_id, stage, now, now + lease, swapped,
+        ],
+    )  # fmt: skip
+    if not rows:
+        return None
+    is_new, *columns = rows[0]
+    return _assignment_from_row(tuple(columns)), bool(is_new)
+
+
+def submit_stage1(*, assignment_id: int, worker_id: int, categories: int, now: datetime) -> Assignment | None:
+    """Store a stage-1 label on the worker's live lease; None when the general service must decide.
+
+    The assignment comes back submitted, with its project, item, QA pair and prompt attached."""
+    rows = run(SUBMIT_STAGE1, [now, assignment_id, worker_id, categories, categories, now, now, now])
+    if not rows:
+        return None
+    row = rows[0]
+    assignment = _assignment_from_row(row)
+    assignment.project = instance_from_row(Project, row, len(row) - column_count(Project))
+    return assignment
+
+
+def submit_stage2(
+    *, assignment_id: int, worker_id: int, better_shown: int, safer_shown: int, now: datetime
+) -> Assignment | None:
+    """Store a stage-2 label on the worker's live lease; None when the general service must decide
+    (which includes a harmless answer that the known stage-1 safety contradicts)."""
+    rows = run(SUBMIT_STAGE2, [better_shown, safer_shown, assignment_id, worker_id, now, now, now, now])
+    if not rows:
+        return None
+    row = rows[0]
+    assignment = _assignment_from_row(row)
+    assignment.project = instance_from_row(Project, row, len(row) - column_count(Project))
+    return assignment
