@@ -6,8 +6,10 @@
 For each size it creates a dedicated PostgreSQL database, migrates it, fills one project with N stage-1
 QA pairs (COPY, not the API), creates 32 annotators with API tokens, starts gunicorn as in production
 (DEBUG off, behind a TLS proxy as far as Django can tell) and runs 32 concurrent workers in a closed loop
-with no think time: POST .../tasks/next/ {"stage": 1} -> POST /api/v1/assignments/{id}/submit/. Then it
-runs the same loop against Label Studio (GET /api/projects/{id}/next -> POST /api/tasks/{id}/annotations/)
+with no think time: POST .../tasks/next/ {"stage": 1} -> POST /api/v1/assignments/{id}/submit/. That
+measures capacity (cycles/s). Then, on a fresh copy of each database, the same 32 workers run paced:
+each starts its cycles at random (Poisson) moments so that together they ask for --paced-rate cycles/s
+(150, the target), which measures latency at the target rate. Then it runs the same closed loop against Label Studio (GET /api/projects/{id}/next -> POST /api/tasks/{id}/annotations/)
 started by ../shared/peers/label-studio/start.sh, in the same run on the same machine.
 
 The load generator is a separate process: one asyncio loop, one raw keep-alive HTTP/1.1 connection per
@@ -439,8 +441,15 @@ async def run_load(cfg: dict[str, Any]) -> dict[str, Any]:
         if kind == "ours":
             headers["X-Forwarded-Proto"] = "https"
         http = Http(cfg["host"], cfg["port"], headers)
+        # Paced: each worker starts cycles at random (Poisson) moments, so that the workers together
+        # ask for cfg["rate"] cycles/s; a worker that falls behind starts its next cycle at once.
+        mean_gap = len(tokens) / cfg["rate"] if cfg.get("rate") else 0.0
+        next_start = time.perf_counter() + (rng.uniform(0, mean_gap) if mean_gap else 0.0)
         try:
             while not stop.is_set():
+                if mean_gap:
+                    await asyncio.sleep(max(0.0, next_start - time.perf_counter()))
+                    next_start = max(next_start + rng.expovariate(1 / mean_gap), time.perf_counter())
                 t0 = time.perf_counter()
                 if kind == "ours":
                     status, body = await http.request("POST", cfg["next_path"], b'{"stage": 1}')
@@ -534,6 +543,7 @@ async def run_load(cfg: dict[str, Any]) -> dict[str, Any]:
     per_cycle = sum(cpu.values()) / len(completed) if completed else None
     return {
         "kind": kind,
+        "paced_rate": cfg.get("rate"),
         "workers": len(tokens),
         "warmup_s": cfg["warmup"],
         "window_s": round(window, 2),
@@ -767,8 +777,9 @@ def warm_server(port: int, tokens: list[str], requests: int = 2) -> None:
             response.read()
 
 
-def run_ours(args: argparse.Namespace, size: int, workdir: Path) -> dict[str, Any]:
-    log(f"ours: a project of {size:,} QA pairs")
+def run_ours(args: argparse.Namespace, size: int, workdir: Path, rate: float | None = None) -> dict[str, Any]:
+    mode = f"paced at {rate:g} cycles/s" if rate else "closed loop"
+    log(f"ours: a project of {size:,} QA pairs, {mode}")
     filled = fill_db(size, args.concurrency, args.gold_share, args.fill, workdir)
     log(
         f"ours: filled in {filled['fill_seconds']} s ({filled['setup_seconds']} s with users); starting gunicorn"
@@ -792,9 +803,10 @@ def run_ours(args: argparse.Namespace, size: int, workdir: Path) -> dict[str, An
             "max_cycles": cap,
             "server_pids": [server.proc.pid],
             "database": BENCH_DB,
+            "rate": rate,
         }
         log(f"ours: {len(tokens)} workers, warm-up {args.warmup} s, up to {args.duration} s or {cap} cycles")
-        result = run_load_process(cfg, workdir, f"ours-{size}")
+        result = run_load_process(cfg, workdir, f"ours-{size}-{'paced' if rate else 'closed'}")
         result["db_state"] = db_state()
         result["next_task_query_plan"] = explain_next_task()
     finally:
@@ -809,13 +821,14 @@ def run_ours(args: argparse.Namespace, size: int, workdir: Path) -> dict[str, An
             "db_conn_max_age": args.conn_max_age,
         },
     )
-    log(f"ours @ {size:,}: {summary_line(result)}")
+    log(f"ours @ {size:,}, {mode}: {summary_line(result)}")
     return result
 
 
 def explain_next_task() -> dict[str, Any]:
-    """EXPLAIN ANALYZE of the claim's queue query (as the engine's ORM writes it) after the run: it
-    must read the partial index workitem_open_queue and touch a handful of rows at any project size."""
+    """EXPLAIN ANALYZE of the claim's queue query after the run (the `picked` step of the claim
+    statement in annotate/fastpath.py, and the ORM's query alike): it must read the partial index
+    workitem_open_queue and touch a handful of rows at any project size."""
     worker = psql("SELECT id FROM auth_user WHERE username = 'bench01'", BENCH_DB).strip()
     project = psql(f"SELECT id FROM annotate_project WHERE slug = '{SLUG}'", BENCH_DB).strip()
     sql = (
@@ -956,23 +969,36 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 1) if a and b else None
 
 
+def _p99_under_60(r: dict[str, Any]) -> bool:
+    return all(r[call]["p99"] is not None and r[call]["p99"] < 60 for call in ("next_ms", "submit_ms"))
+
+
+def _p50_growth(checks: dict[str, Any], runs: dict[int, dict[str, Any]], label: str) -> None:
+    if len(runs) < 2:
+        return
+    small, large = runs[min(runs)], runs[max(runs)]
+    for call in ("next_ms", "submit_ms"):
+        growth = round(large[call]["p50"] / small[call]["p50"], 2) if small[call]["p50"] else None
+        checks[f"{label}{call[:-3]}_p50_growth_{min(runs)}_to_{max(runs)}"] = growth
+        checks[f"{label}{call[:-3]}_p50_within_1.3x"] = growth is not None and growth <= 1.3
+
+
 def evaluate(results: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets. Throughput is the closed loop's (what the 2 cores can serve); latency is
+    reported both at that saturation and with the 32 workers paced to the target rate."""
     ours = {r["size"]: r for r in results["ours"]}
+    paced = {r["size"]: r for r in results.get("ours_paced", [])}
     checks: dict[str, Any] = {}
     for size, r in ours.items():
-        checks[f"p99_under_60ms_at_{size}"] = (
-            r["next_ms"]["p99"] is not None
-            and r["next_ms"]["p99"] < 60
-            and r["submit_ms"]["p99"] is not None
-            and r["submit_ms"]["p99"] < 60
-        )
         checks[f"at_least_150_cycles_per_s_at_{size}"] = (r["cycles_per_s"] or 0) >= 150
-    if len(ours) >= 2:
-        small, large = ours[min(ours)], ours[max(ours)]
-        for call in ("next_ms", "submit_ms"):
-            growth = round(large[call]["p50"] / small[call]["p50"], 2) if small[call]["p50"] else None
-            checks[f"{call[:-3]}_p50_growth_{min(ours)}_to_{max(ours)}"] = growth
-            checks[f"{call[:-3]}_p50_within_1.3x"] = growth is not None and growth <= 1.3
+        checks[f"closed_loop_p99_under_60ms_at_{size}"] = _p99_under_60(r)
+    for size, r in paced.items():
+        rate = r["paced_rate"]
+        # The paced run counts only if the server kept up with the rate asked of it.
+        checks[f"paced_{rate:g}_delivered_at_{size}"] = (r["cycles_per_s"] or 0) >= 0.95 * rate
+        checks[f"paced_{rate:g}_p99_under_60ms_at_{size}"] = _p99_under_60(r)
+    _p50_growth(checks, ours, "")
+    _p50_growth(checks, paced, "paced_")
     return checks
 
 
@@ -992,7 +1018,16 @@ def print_table(results: dict[str, Any]) -> None:
             "others' cores",
         )
     ]
-    for label, runs in (("ours", results["ours"]), ("Label Studio", results.get("peer", []))):
+    paced_label = (
+        "ours, paced"
+        if not results.get("ours_paced")
+        else (f"ours, paced {results['ours_paced'][0]['paced_rate']:g}/s")
+    )
+    for label, runs in (
+        ("ours", results["ours"]),
+        (paced_label, results.get("ours_paced", [])),
+        ("Label Studio", results.get("peer", [])),
+    ):
         for r in runs:
             rows.append(
                 (
@@ -1054,6 +1089,12 @@ def main() -> None:
         "--wait-quiet", type=float, default=60.0, help="seconds to wait, before each run, for a quiet machine"
     )
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--paced-rate",
+        type=float,
+        default=150.0,
+        help="also run ours with the workers paced to this many cycles/s in all (0: closed loop only)",
+    )
     parser.add_argument("--warmup", type=float, default=4.0, help="seconds of load before measuring")
     parser.add_argument("--duration", type=float, default=25.0, help="measured seconds per run")
     parser.add_argument("--max-cycles", type=int, default=20000, help="cap on cycles per run")
@@ -1099,6 +1140,7 @@ def main() -> None:
         "code": code_version(),
         "settings": {k: v for k, v in vars(args).items() if k not in {"out"}},
         "ours": [],
+        "ours_paced": [],
         "peer": [],
     }
     try:
@@ -1124,6 +1166,9 @@ def main() -> None:
                 for r in runs[size]
             ]
             results["ours"].append(best)
+        if args.paced_rate:
+            for size in sizes:
+                results["ours_paced"].append(run_ours(args, size, workdir, rate=args.paced_rate))
     finally:
         if not args.keep_db:
             for name in [BENCH_DB, TEMPLATE_DB, *(f"{BENCH_DB}_{s}" for s in args.sizes.split(",") if s)]:
@@ -1145,7 +1190,9 @@ def main() -> None:
     results["notes"] = [
         "Latencies are what the client sees, queueing included. In a closed loop without think time "
         f"Little's law fixes the mean: {args.concurrency} workers / (2 calls x cycles/s); a p99 under "
-        f"60 ms for both calls needs more than {args.concurrency / 0.120:.0f} cycles/s at this concurrency.",
+        f"60 ms for both calls needs more than {args.concurrency / 0.120:.0f} cycles/s at this concurrency, "
+        "so the closed loop measures capacity and the paced run (the same workers, each starting cycles "
+        f"at random moments, {args.paced_rate:g} cycles/s in all) measures latency at the target rate.",
         "cpu_ms_per_cycle and cpu_bound_cycles_per_s separate the loop's own CPU cost from what other work "
         "on the shared machine took (other_cpu_cores); Label Studio's PostgreSQL CPU is not in its figure "
         "(it opens a connection per request, so its backends cannot be told apart from other work).",

@@ -276,7 +276,9 @@ def test_stage2_labels_are_stored_in_canonical_order_and_the_safe_one_must_be_sa
 
 
 @pytest.mark.parametrize("swapped", [False, True])
-def test_a_stage2_submit_on_a_live_lease_is_one_statement_on_postgresql(project, worker, engine_path, swapped):
+def test_a_stage2_submit_on_a_live_lease_is_one_statement_on_postgresql(
+    project, worker, engine_path, swapped
+):
     if engine_path != "statements" or connection.vendor != "postgresql":
         pytest.skip("the one-statement submit is the PostgreSQL fast path")
     prompt = PromptFactory(project=project)
