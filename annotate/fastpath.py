@@ -106,6 +106,19 @@ LEFT JOIN annotate_prompt p ON p.id = q.prompt_id
 """,
 )
 
+# As annotate.assignment: whole milliseconds from the lease to this submit (%s), never negative.
+_TIME_ON_TASK_MS = "GREATEST(0, FLOOR(EXTRACT(EPOCH FROM (%s::timestamptz - done.a_leased_at)) * 1000))"
+
+# What both submits do once the lease is marked submitted (`done`): count one more label on the item
+# (its row stays locked until the transaction ends, which orders the settling) and read the project.
+_COUNT_LABEL_AND_READ_PROJECT = f"""item AS (
+    UPDATE annotate_workitem w SET labels_count = w.labels_count + 1
+    FROM done WHERE w.id = done.a_work_item_id
+    RETURNING {column_list(WorkItem, "w", "w_")}
+), project AS (
+    SELECT {column_list(Project, "p")} FROM annotate_project p JOIN done ON p.id = done.a_project_id
+)"""
+
 _LABEL_INSERT = _insert_columns(
     Stage1Label,
     {
@@ -115,8 +128,7 @@ _LABEL_INSERT = _insert_columns(
         "categories": "%s::integer",
         "is_safe": "%s::integer = 0",
         "guideline_version": "project.guideline_version",
-        # As annotate.assignment: whole milliseconds from the lease to this submit, never negative.
-        "time_on_task_ms": "GREATEST(0, FLOOR(EXTRACT(EPOCH FROM (%s::timestamptz - done.a_leased_at)) * 1000))",
+        "time_on_task_ms": _TIME_ON_TASK_MS,
         "created_at": "%s::timestamptz",
         "updated_at": "%s::timestamptz",
     },
@@ -130,13 +142,7 @@ WITH done AS (
     UPDATE annotate_assignment a SET status = 'submitted', submitted_at = %s::timestamptz
     WHERE a.id = %s AND a.worker_id = %s AND a.status = 'leased' AND a.stage = {Stage.CLASSIFY.value}
     RETURNING {column_list(Assignment, "a", "a_")}
-), item AS (
-    UPDATE annotate_workitem w SET labels_count = w.labels_count + 1
-    FROM done WHERE w.id = done.a_work_item_id
-    RETURNING {column_list(WorkItem, "w", "w_")}
-), project AS (
-    SELECT {column_list(Project, "p")} FROM annotate_project p JOIN done ON p.id = done.a_project_id
-), label AS (
+), {_COUNT_LABEL_AND_READ_PROJECT}, label AS (
     INSERT INTO annotate_stage1label ({_LABEL_INSERT[0]})
     SELECT {_LABEL_INSERT[1]} FROM done, item, project
     RETURNING id
@@ -159,7 +165,7 @@ _STAGE2_LABEL_INSERT = _insert_columns(
         "better": "allowed.better",
         "safer": "allowed.safer",
         "guideline_version": "project.guideline_version",
-        "time_on_task_ms": "GREATEST(0, FLOOR(EXTRACT(EPOCH FROM (%s::timestamptz - done.a_leased_at)) * 1000))",
+        "time_on_task_ms": _TIME_ON_TASK_MS,
         "created_at": "%s::timestamptz",
         "updated_at": "%s::timestamptz",
     },
@@ -203,13 +209,7 @@ WITH answer AS (
     UPDATE annotate_assignment a SET status = 'submitted', submitted_at = %s::timestamptz
     FROM allowed WHERE a.id = allowed.id AND a.status = 'leased'
     RETURNING {column_list(Assignment, "a", "a_")}
-), item AS (
-    UPDATE annotate_workitem w SET labels_count = w.labels_count + 1
-    FROM done WHERE w.id = done.a_work_item_id
-    RETURNING {column_list(WorkItem, "w", "w_")}
-), project AS (
-    SELECT {column_list(Project, "p")} FROM annotate_project p JOIN done ON p.id = done.a_project_id
-), label AS (
+), {_COUNT_LABEL_AND_READ_PROJECT}, label AS (
     INSERT INTO annotate_stage2label ({_STAGE2_LABEL_INSERT[0]})
     SELECT {_STAGE2_LABEL_INSERT[1]} FROM done, item, project, allowed
     RETURNING id
@@ -263,17 +263,23 @@ def claim(
     return _assignment_from_row(tuple(columns)), bool(is_new)
 
 
-def submit_stage1(*, assignment_id: int, worker_id: int, categories: int, now: datetime) -> Assignment | None:
-    """Store a stage-1 label on the worker's live lease; None when the general service must decide.
-
-    The assignment comes back submitted, with its project, item, QA pair and prompt attached."""
-    rows = run(SUBMIT_STAGE1, [now, assignment_id, worker_id, categories, categories, now, now, now])
+def _submitted(rows: list[tuple]) -> Assignment | None:
+    """The submitted assignment from a submit's row (the project's columns come last), if any."""
     if not rows:
         return None
     row = rows[0]
     assignment = _assignment_from_row(row)
     assignment.project = instance_from_row(Project, row, len(row) - column_count(Project))
     return assignment
+
+
+def submit_stage1(*, assignment_id: int, worker_id: int, categories: int, now: datetime) -> Assignment | None:
+    """Store a stage-1 label on the worker's live lease; None when the general service must decide.
+
+    The assignment comes back submitted, with its project, item, QA pair and prompt attached."""
+    return _submitted(
+        run(SUBMIT_STAGE1, [now, assignment_id, worker_id, categories, categories, now, now, now])
+    )
 
 
 def submit_stage2(
@@ -281,10 +287,6 @@ def submit_stage2(
 ) -> Assignment | None:
     """Store a stage-2 label on the worker's live lease; None when the general service must decide
     (which includes a harmless answer that the known stage-1 safety contradicts)."""
-    rows = run(SUBMIT_STAGE2, [better_shown, safer_shown, assignment_id, worker_id, now, now, now, now])
-    if not rows:
-        return None
-    row = rows[0]
-    assignment = _assignment_from_row(row)
-    assignment.project = instance_from_row(Project, row, len(row) - column_count(Project))
-    return assignment
+    return _submitted(
+        run(SUBMIT_STAGE2, [better_shown, safer_shown, assignment_id, worker_id, now, now, now, now])
+    )
