@@ -512,7 +512,13 @@ def stage1_consensus(masks: Sequence[int]) -> tuple[int, bool] | None:
 
 
 def _settle_stage1(item: WorkItem, now: datetime) -> bool:
-    masks = list(Stage1Label.objects.filter(qa_pair_id=item.qa_pair_id).values_list("categories", flat=True))
+    assert item.qa_pair_id is not None
+    if fastpath.enabled():
+        masks = fastpath.stage1_votes(item.qa_pair_id)
+    else:
+        masks = list(
+            Stage1Label.objects.filter(qa_pair_id=item.qa_pair_id).values_list("categories", flat=True)
+        )
     consensus = stage1_consensus(masks)
     if consensus is None:
         return False
@@ -521,9 +527,13 @@ def _settle_stage1(item: WorkItem, now: datetime) -> bool:
 
 
 def _settle_stage2(item: WorkItem, now: datetime) -> bool:
-    votes = list(
-        Stage2Label.objects.filter(response_pair_id=item.response_pair_id).values_list("better", "safer")
-    )
+    assert item.response_pair_id is not None
+    if fastpath.enabled():
+        votes = fastpath.stage2_votes(item.response_pair_id)
+    else:
+        votes = list(
+            Stage2Label.objects.filter(response_pair_id=item.response_pair_id).values_list("better", "safer")
+        )
     better = majority(b for b, _ in votes)
     safer = majority(s for _, s in votes)
     if better is None or safer is None:
@@ -532,23 +542,37 @@ def _settle_stage2(item: WorkItem, now: datetime) -> bool:
     return True
 
 
+_CONSENSUS_FIELDS = [
+    "settled_at",
+    "consensus_categories",
+    "consensus_safe",
+    "consensus_better",
+    "consensus_safer",
+]
+
+
 def work_item_settle(*, item: WorkItem, project: Project, now: datetime) -> None:
+    """Settle an item whose labels are all in: its consensus, or the adjudication queue. A settled
+    stage-1 response is paired with the prompt's other settled responses for stage 2."""
     settle = _settle_stage1 if item.stage == Stage.CLASSIFY else _settle_stage2
+    statements = fastpath.enabled()  # on PostgreSQL the follow-up is prepared statements too
     if not settle(item, now):
         item.needs_adjudication = True
-        item.save(update_fields=["needs_adjudication"])
+        if statements:
+            fastpath.save_needs_adjudication(item.pk)
+        else:
+            item.save(update_fields=["needs_adjudication"])
         return
     item.settled_at = now
-    item.save(
-        update_fields=[
-            "settled_at",
-            "consensus_categories",
-            "consensus_safe",
-            "consensus_better",
-            "consensus_safer",
-        ]
-    )
-    if item.stage == Stage.CLASSIFY and item.qa_pair is not None:
+    if statements:
+        fastpath.save_settled(item)
+    else:
+        item.save(update_fields=_CONSENSUS_FIELDS)
+    if item.stage != Stage.CLASSIFY or item.qa_pair is None:
+        return
+    if statements:
+        fastpath.pair_settled_responses(project=project, prompt_id=item.qa_pair.prompt_id, now=now)
+    else:
         response_pairs_create_for_prompt(project=project, prompt_id=item.qa_pair.prompt_id)
 
 

@@ -30,6 +30,7 @@ from annotate.models import (
     Project,
     Prompt,
     QAPair,
+    ResponsePair,
     Stage,
     Stage1Label,
     Stage2Label,
@@ -290,3 +291,123 @@ def submit_stage2(
     return _submitted(
         run(SUBMIT_STAGE2, [better_shown, safer_shown, assignment_id, worker_id, now, now, now, now])
     )
+
+
+# --- settling: the k-th label's follow-up, in the same transaction as the submit -------------------
+
+STAGE1_VOTES = Statement(
+    "beaverlab_stage1_votes", "SELECT categories FROM annotate_stage1label WHERE qa_pair_id = %s"
+)
+STAGE2_VOTES = Statement(
+    "beaverlab_stage2_votes", "SELECT better, safer FROM annotate_stage2label WHERE response_pair_id = %s"
+)
+SETTLE = Statement(
+    "beaverlab_settle",
+    """UPDATE annotate_workitem SET settled_at = %s::timestamptz, consensus_categories = %s::integer,
+    consensus_safe = %s::boolean, consensus_better = %s::integer, consensus_safer = %s::integer
+    WHERE id = %s""",
+)
+NEEDS_ADJUDICATION = Statement(
+    "beaverlab_needs_adjudication", "UPDATE annotate_workitem SET needs_adjudication = true WHERE id = %s"
+)
+# Two responses of one prompt settling at once must each see the other's consensus: the prompt row
+# serialises them, and the pairing reads the settled responses in a statement of its own after the lock
+# (a statement sees what was committed before it started).
+LOCK_PROMPT = Statement("beaverlab_lock_prompt", "SELECT id FROM annotate_prompt WHERE id = %s FOR UPDATE")
+
+_PAIR_INSERT = _insert_columns(
+    ResponsePair,
+    {
+        "project_id": "%s",
+        "prompt_id": "%s",
+        "qa_a_id": "missing.qa_a_id",
+        "qa_b_id": "missing.qa_b_id",
+        "created_at": "%s::timestamptz",
+    },
+)
+_PAIR_ITEM_INSERT = _insert_columns(
+    WorkItem,
+    {
+        "project_id": "%s",
+        "stage": str(Stage.RANK.value),
+        "qa_pair_id": "NULL",
+        "response_pair_id": "pairs.id",
+        "is_gold": "false",
+        "taken": "0",
+        "labels_count": "0",
+        "is_open": "true",
+        "settled_at": "NULL",
+        "consensus_categories": "NULL",
+        "consensus_safe": "NULL",
+        "consensus_better": "NULL",
+        "consensus_safer": "NULL",
+        "needs_adjudication": "false",
+        "created_at": "%s::timestamptz",
+    },
+)
+# Parameters: prompt (settled); cap, cap, prompt (room left under max_pairs_per_prompt, NULL: no cap);
+# project, prompt, now (pairs); project, now (their stage-2 items). As response_pairs_create_for_prompt:
+# every missing pair of settled responses, in (qa_a, qa_b) order, up to the room left.
+PAIR_SETTLED_RESPONSES = Statement(
+    "beaverlab_pair_settled_responses",
+    f"""
+WITH settled AS (
+    SELECT q.id FROM annotate_qapair q JOIN annotate_workitem w ON w.qa_pair_id = q.id
+    WHERE q.prompt_id = %s AND w.settled_at IS NOT NULL
+), missing AS (
+    SELECT a.id AS qa_a_id, b.id AS qa_b_id FROM settled a JOIN settled b ON a.id < b.id
+    WHERE NOT EXISTS (SELECT 1 FROM annotate_responsepair rp WHERE rp.qa_a_id = a.id AND rp.qa_b_id = b.id)
+    ORDER BY a.id, b.id
+    LIMIT (
+        SELECT CASE WHEN %s::integer IS NULL THEN NULL ELSE GREATEST(0, %s::integer - count(*)) END
+        FROM annotate_responsepair WHERE prompt_id = %s
+    )
+), pairs AS (
+    INSERT INTO annotate_responsepair ({_PAIR_INSERT[0]})
+    SELECT {_PAIR_INSERT[1]} FROM missing
+    RETURNING id
+), items AS (
+    INSERT INTO annotate_workitem ({_PAIR_ITEM_INSERT[0]})
+    SELECT {_PAIR_ITEM_INSERT[1]} FROM pairs
+    RETURNING id
+)
+SELECT count(*) FROM items
+""",
+)
+
+
+def stage1_votes(qa_pair_id: int) -> list[int]:
+    return [mask for (mask,) in run(STAGE1_VOTES, [qa_pair_id])]
+
+
+def stage2_votes(response_pair_id: int) -> list[tuple[int, int]]:
+    return [(better, safer) for better, safer in run(STAGE2_VOTES, [response_pair_id])]
+
+
+def save_settled(item: WorkItem) -> None:
+    run(
+        SETTLE,
+        [
+            item.settled_at,
+            item.consensus_categories,
+            item.consensus_safe,
+            item.consensus_better,
+            item.consensus_safer,
+            item.pk,
+        ],
+    )
+
+
+def save_needs_adjudication(item_id: int) -> None:
+    run(NEEDS_ADJUDICATION, [item_id])
+
+
+def pair_settled_responses(*, project: Project, prompt_id: int, now: datetime) -> int:
+    """Queue the prompt's new pairs of settled responses for stage 2; how many were created."""
+    cap = project.max_pairs_per_prompt
+    run(LOCK_PROMPT, [prompt_id])
+    rows = run(
+        PAIR_SETTLED_RESPONSES,
+        [prompt_id, cap, cap, prompt_id, project.pk, prompt_id, now, project.pk, now],
+    )
+    return int(rows[0][0])

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from django.db import connection, connections
 
-from annotate.assignment import assignment_claim, label_submit, label_submit_for_worker
+from annotate.assignment import assignment_claim, label_submit_for_worker
 from annotate.models import Assignment, AssignmentStatus, ResponsePair, Stage, Stage1Label, WorkItem
 from tests.factories import ProjectFactory, PromptFactory, QAPairFactory, Stage1WorkItemFactory, UserFactory
 
@@ -73,7 +73,7 @@ RESPONSES = 5  # per prompt: C(5, 2) = 10 response pairs each once all five sett
 
 
 @pytest.mark.django_db(transaction=True)
-def test_responses_of_one_prompt_settling_at_once_get_every_pair_exactly_once():
+def test_responses_of_one_prompt_settling_at_once_get_every_pair_exactly_once(engine_path):
     """Sibling responses settle in concurrent submits: each must see the other's consensus (or their
     pair is never made) and only one may create a pair still missing (or a unique violation is a 500)."""
     if connection.vendor != "postgresql":
@@ -94,7 +94,8 @@ def test_responses_of_one_prompt_settling_at_once_get_every_pair_exactly_once():
                 lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
                 if lease is None:
                     return
-                label_submit(assignment=lease, payload={"categories": []})  # all agree: every item settles
+                # All agree: every item settles.
+                label_submit_for_worker(worker=worker, assignment_id=lease.pk, payload={"categories": []})
         except BaseException as exc:  # surfaced by the main thread
             errors.append(exc)
         finally:
