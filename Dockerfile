@@ -24,10 +24,11 @@ RUN mkdir -p config annotate moderation training frontend \
     && pip uninstall -y beaverlab \
     && rm -rf config annotate moderation training frontend
 
-# The code runs from /app (the working directory), not as an installed package.
+# The code runs from /app (the working directory), not as an installed package. The folders that compose
+# mounts named volumes on exist in the image, owned by the app user: a new volume takes that ownership.
 COPY . .
 RUN DEBUG=0 SECRET_KEY=collectstatic-only-build-key python manage.py collectstatic --noinput \
-    && mkdir -p /app/var/media && chown -R beaverlab:beaverlab /app/var
+    && mkdir -p /app/var/media /app/var/training && chown -R beaverlab:beaverlab /app/var
 
 USER beaverlab
 EXPOSE 8000

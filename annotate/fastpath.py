@@ -1,4 +1,4 @@
-"""The worker loop on PostgreSQL: a claim and a stage-1 submit as one prepared statement each.
+"""The worker loop on PostgreSQL: each call of next -> submit as one prepared statement.
 
 Crowd-workers call next -> submit all day, so these two calls carry the platform's load. The general
 services in annotate.assignment build each step with the ORM, one round trip per step; here each call is
@@ -10,11 +10,13 @@ engine's tests run against both paths:
   never had, locked with FOR UPDATE SKIP LOCKED, its slot taken with the same conditional UPDATE
   (taken < overlap) and a lease inserted. A second live lease of the same worker and stage is refused
   by the `assignment_one_live_lease` index, which makes the statement fail as a whole.
-- submit (on a live lease): the lease becomes submitted, the item counts one more label and the
-  label is inserted; in stage 2 only if the harmless answer agrees with the known stage-1 safety. Everything else (a revision, a late submit on a swept lease, a skipped task, stage
-  2, someone else's assignment) returns no row and goes to the general service, which decides.
+- submit (on a live lease): the lease becomes submitted, the item counts one more label and the label
+  is inserted; in stage 2 only if the harmless answer agrees with the known stage-1 safety. Everything
+  else (a revision, a late submit on a swept lease, a skipped task, someone else's assignment, an
+  answer to refuse) returns no row and goes to the general service, which decides.
+- settling (the k-th label): votes, consensus and the stage-2 pairing of settled responses.
 
-Settling, pairing for stage 2, skips and the sweep stay in annotate.assignment: they are rare.
+Skips, the sweep, revisions and adjudication stay in annotate.assignment: they are rare.
 """
 
 from __future__ import annotations
