@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from annotate.models import (
     AssignmentStatus,
     Membership,
     Project,
+    Prompt,
     QAPair,
     ResponsePair,
     Stage,
@@ -39,23 +41,49 @@ def projects_for_user(user: Any) -> QuerySet[Project]:
     return Project.objects.filter(memberships__user=user).annotate(viewer_role=Subquery(role))
 
 
+def _count_by_project(queryset: Any, project_ids: list[int]) -> dict[int, int]:
+    rows = queryset.filter(project_id__in=project_ids).values_list("project_id").annotate(n=Count("id"))
+    return dict(rows.values_list("project_id", "n"))
+
+
+def projects_counts(projects: Sequence[Project]) -> dict[int, dict[str, int]]:
+    """Sizes of each project's data and queues, by project id: five grouped queries for any number of
+    projects (the project list shows them all; one round of counts per project grew with the list)."""
+    ids = [project.pk for project in projects]
+    prompts = _count_by_project(Prompt.objects, ids)
+    qa_pairs = _count_by_project(QAPair.objects, ids)
+    response_pairs = _count_by_project(ResponsePair.objects, ids)
+    members = _count_by_project(Membership.objects, ids)
+    items: dict[tuple[int, str], int] = {}
+    item_rows = (
+        WorkItem.objects.filter(project_id__in=ids)
+        .values("project_id")
+        .annotate(
+            stage1=Count("id", filter=Q(stage=Stage.CLASSIFY)),
+            stage2=Count("id", filter=Q(stage=Stage.RANK)),
+            gold=Count("id", filter=Q(is_gold=True)),
+        )
+    )
+    for row in item_rows:
+        for key in ("stage1", "stage2", "gold"):
+            items[(row["project_id"], key)] = row[key]
+    return {
+        pk: {
+            "prompts": prompts.get(pk, 0),
+            "qa_pairs": qa_pairs.get(pk, 0),
+            "response_pairs": response_pairs.get(pk, 0),
+            "stage1_items": items.get((pk, "stage1"), 0),
+            "stage2_items": items.get((pk, "stage2"), 0),
+            "gold_items": items.get((pk, "gold"), 0),
+            "members": members.get(pk, 0),
+        }
+        for pk in ids
+    }
+
+
 def project_counts(project: Project) -> dict[str, int]:
     """Sizes of a project's data and queues, for its detail page and API."""
-    items = dict(
-        WorkItem.objects.filter(project=project)
-        .values_list("stage")
-        .annotate(n=Count("id"))
-        .values_list("stage", "n")
-    )
-    return {
-        "prompts": project.prompts.count(),
-        "qa_pairs": project.qa_pairs.count(),
-        "response_pairs": project.response_pairs.count(),
-        "stage1_items": items.get(Stage.CLASSIFY, 0),
-        "stage2_items": items.get(Stage.RANK, 0),
-        "gold_items": WorkItem.objects.filter(project=project, is_gold=True).count(),
-        "members": project.memberships.count(),
-    }
+    return projects_counts([project])[project.pk]
 
 
 def assignment_view(assignment: Assignment) -> dict[str, Any]:

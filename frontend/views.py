@@ -23,7 +23,7 @@ from django_htmx.middleware import HtmxDetails
 from annotate.access import DATA_ROLES, LABEL_ROLES, MANAGE_ROLES, get_project_for_user
 from annotate.importing import ImportIssue, ImportRejected, import_file
 from annotate.models import ImportRecord, Membership, Project, Role
-from annotate.selectors import project_counts, projects_for_user
+from annotate.selectors import project_counts, projects_counts, projects_for_user
 from annotate.services import project_create, user_can_create_projects
 from frontend.forms import ImportForm, ProjectCreateForm, add_service_errors, format_choices_help
 
@@ -58,14 +58,16 @@ def _project_context(project: Project) -> dict[str, Any]:
 @login_required
 def project_list(request: HtmxHttpRequest) -> HttpResponse:
     rows = []
-    for project in projects_for_user(request.user):
+    projects = list(projects_for_user(request.user))
+    counts = projects_counts(projects)
+    for project in projects:
         # A superuser sees every project; where they hold no membership they act as admin.
         role = project.viewer_role or (Role.ADMIN if request.user.is_superuser else None)  # type: ignore[attr-defined]
         rows.append(
             {
                 "project": project,
                 "role": role,
-                "counts": project_counts(project),
+                "counts": counts[project.pk],
                 "can_import": role in DATA_ROLES,
                 "can_label": role in LABEL_ROLES,
             }

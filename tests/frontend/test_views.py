@@ -10,7 +10,8 @@ from django.test import Client
 from django.urls import reverse
 
 from annotate.models import ImportRecord, Membership, Project, Prompt, QAPair, Role
-from tests.factories import ProjectFactory, QAPairFactory, Stage1WorkItemFactory
+from annotate.selectors import project_counts, projects_counts
+from tests.factories import MembershipFactory, ProjectFactory, QAPairFactory, Stage1WorkItemFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -153,14 +154,38 @@ def test_project_list_is_empty_for_an_outsider(outsider, project):
     assert "You are not a member of any project" in page
 
 
-def test_project_list_query_count_does_not_grow_with_data(admin_user, project, django_assert_num_queries):
-    # session, user, projects, project_counts (6), creator-group check (view and nav)
+def test_project_list_query_count_grows_with_neither_data_nor_projects(
+    admin_user, project, django_assert_num_queries
+):
+    # session, user, projects, the counts (5 grouped queries), creator-group check (view and nav)
     client = client_for(admin_user)
-    with django_assert_num_queries(11):
+    with django_assert_num_queries(10):
         assert client.get(list_url()).status_code == 200
     QAPairFactory.create_batch(5, prompt__project=project)
-    with django_assert_num_queries(11):
+    for n in range(4):
+        other = ProjectFactory(slug=f"more-{n}")
+        MembershipFactory(project=other, user=admin_user, role=Role.ADMIN)
+        Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt__project=other))
+    with django_assert_num_queries(10):
         assert client.get(list_url()).status_code == 200
+
+
+def test_the_grouped_counts_match_each_project(project, worker):
+    other = ProjectFactory(slug="other")
+    QAPairFactory.create_batch(3, prompt__project=project)
+    Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt__project=other), is_gold=True)
+    counts = projects_counts([project, other])
+    assert counts[project.pk] == project_counts(project)
+    assert counts[project.pk]["qa_pairs"] == 3 and counts[project.pk]["members"] == 1
+    assert counts[other.pk] == {
+        "prompts": 1,
+        "qa_pairs": 1,
+        "response_pairs": 0,
+        "stage1_items": 1,
+        "stage2_items": 0,
+        "gold_items": 1,
+        "members": 0,
+    }
 
 
 # --- Project detail -------------------------------------------------------------------------------
