@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.db import connection, connections
@@ -23,6 +25,30 @@ def engine_path(request, settings):
     return request.param
 
 
+def _run_at_once(work: Callable[[Any], None], args: list[Any], timeout: float = 120) -> None:
+    """Run work(arg) for every arg, each in its own thread, all released at the same moment; fail on
+    any thread that raised or hung. Each thread closes its own database connection."""
+    start = threading.Barrier(len(args))
+    errors: list[BaseException] = []
+
+    def run(arg: Any) -> None:
+        try:
+            start.wait(timeout=30)
+            work(arg)
+        except BaseException as exc:  # surfaced by the main thread
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(arg,)) for arg in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), "a worker thread hung"
+    assert errors == []
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_claims_never_over_assign_or_lose_labels(engine_path):
     if connection.vendor != "postgresql":
@@ -32,31 +58,17 @@ def test_concurrent_claims_never_over_assign_or_lose_labels(engine_path):
         Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=PromptFactory(project=project)))
     workers = [UserFactory(username=f"concurrent{i}") for i in range(WORKERS)]
     submitted: Counter[int] = Counter()
-    errors: list[BaseException] = []
-    start = threading.Barrier(WORKERS)
 
     def work(worker) -> None:
-        try:
-            start.wait(timeout=30)
-            for _ in range(ITEMS):  # bounded: a worker can label each item at most once
-                lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
-                if lease is None:
-                    return
-                payload = {"categories": [] if worker.pk % 2 else ["self_harm"]}
-                label_submit_for_worker(worker=worker, assignment_id=lease.pk, payload=payload)
-                submitted[worker.pk] += 1
-        except BaseException as exc:  # surfaced by the main thread
-            errors.append(exc)
-        finally:
-            connections.close_all()
+        for _ in range(ITEMS):  # bounded: a worker can label each item at most once
+            lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+            if lease is None:
+                return
+            payload = {"categories": [] if worker.pk % 2 else ["self_harm"]}
+            label_submit_for_worker(worker=worker, assignment_id=lease.pk, payload=payload)
+            submitted[worker.pk] += 1
 
-    threads = [threading.Thread(target=work, args=(w,)) for w in workers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a worker thread hung"
-    assert errors == []
+    _run_at_once(work, workers)
 
     assert sum(submitted.values()) == ITEMS * OVERLAP  # nothing lost, nothing extra
     assert Stage1Label.objects.count() == ITEMS * OVERLAP
@@ -84,30 +96,16 @@ def test_responses_of_one_prompt_settling_at_once_get_every_pair_exactly_once(en
         for _ in range(RESPONSES):
             Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=prompt))
     workers = [UserFactory(username=f"settler{i}") for i in range(WORKERS)]
-    errors: list[BaseException] = []
-    start = threading.Barrier(WORKERS)
 
     def work(worker) -> None:
-        try:
-            start.wait(timeout=30)
-            for _ in range(PROMPTS * RESPONSES):
-                lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
-                if lease is None:
-                    return
-                # All agree: every item settles.
-                label_submit_for_worker(worker=worker, assignment_id=lease.pk, payload={"categories": []})
-        except BaseException as exc:  # surfaced by the main thread
-            errors.append(exc)
-        finally:
-            connections.close_all()
+        for _ in range(PROMPTS * RESPONSES):
+            lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+            if lease is None:
+                return
+            # All agree: every item settles.
+            label_submit_for_worker(worker=worker, assignment_id=lease.pk, payload={"categories": []})
 
-    threads = [threading.Thread(target=work, args=(w,)) for w in workers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a worker thread hung"
-    assert errors == []
+    _run_at_once(work, workers)
 
     assert (
         WorkItem.objects.filter(stage=Stage.CLASSIFY, settled_at__isnull=False).count() == PROMPTS * RESPONSES
@@ -126,26 +124,13 @@ def test_one_worker_asking_from_many_tabs_at_once_gets_one_lease(engine_path):
         Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=PromptFactory(project=project)))
     worker = UserFactory(username="many_tabs")
     tabs = 8
-    start = threading.Barrier(tabs)
     got: list[int] = []
-    errors: list[BaseException] = []
 
-    def ask() -> None:
-        try:
-            start.wait(timeout=30)
-            lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
-            got.append(lease.pk)
-        except BaseException as exc:  # surfaced by the main thread
-            errors.append(exc)
-        finally:
-            connections.close_all()
+    def ask(_tab: int) -> None:
+        lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+        got.append(lease.pk)
 
-    threads = [threading.Thread(target=ask) for _ in range(tabs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert errors == []
+    _run_at_once(ask, list(range(tabs)), timeout=60)
     assert len(got) == tabs and len(set(got)) == 1  # every tab shows the same task
     assert Assignment.objects.filter(worker=worker, status=AssignmentStatus.LEASED).count() == 1
     assert sum(WorkItem.objects.filter(project=project).values_list("taken", flat=True)) == 1
