@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -231,6 +232,41 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Training runs on GPU workers only (`-Q gpu`, docker-compose's worker-gpu).
 CELERY_TASK_ROUTES = {"training.run_job": {"queue": "gpu"}}
 
+
+# --- Cache ------------------------------------------------------------------------------------------
+# One cache shared by every process (web, beat, the workers): the agreement-recompute debounce and the
+# worker's open-items figure must hold across them, which a per-process memory cache does not. Redis when
+# the broker is Redis (the broker's server, the next database number, so that clearing the cache never
+# touches the queues), the database otherwise (the embedded default; its table comes with the migrations).
+# CACHE_URL names another: redis://host:port/db, or db:// for the database.
+def _default_cache_url(broker: str) -> str:
+    parsed = urlsplit(broker)
+    if parsed.scheme not in ("redis", "rediss"):
+        return "db://"
+    try:
+        broker_db = int(parsed.path.strip("/") or 0)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"CELERY_BROKER_URL names no Redis database number: {parsed.path!r}"
+        ) from None
+    return urlunsplit(parsed._replace(path=f"/{broker_db + 1 if broker_db < 15 else broker_db - 1}"))
+
+
+CACHE_URL = env_str("CACHE_URL", _default_cache_url(CELERY_BROKER_URL))
+CACHE_TABLE = "beaverlab_cache"
+if CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES: dict[str, dict[str, Any]] = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": "beaverlab",
+        }
+    }
+elif CACHE_URL == "db://":
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": CACHE_TABLE}}
+else:
+    raise ImproperlyConfigured(f"CACHE_URL must be redis://host:port/db or db://, got {CACHE_URL!r}")
+
 # --- Training jobs (docs/training-jobs.md) ---------------------------------------------------------------
 # Job folders (checkpoints, the model, logs). Put it on storage all GPU workers share, so a retry that
 # lands on another machine resumes from the same checkpoints.
@@ -243,6 +279,28 @@ _VISIBILITY = int(str(CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 
 TRAINING_JOB_TIMEOUT_S = env_int("TRAINING_JOB_TIMEOUT_S", max(60, _VISIBILITY - 3600), minimum=60)
 if TRAINING_JOB_TIMEOUT_S >= _VISIBILITY:
     raise ImproperlyConfigured("TRAINING_JOB_TIMEOUT_S must be below CELERY_VISIBILITY_TIMEOUT")
+# The heartbeat proves the supervisor alive, not the trainer progressing: a trainer that reports no
+# progress (no step, no evaluation) for this long is stopped with a checkpoint and its job failed saying
+# so. A job may set its own (TrainingJob.progress_timeout_s), e.g. for a long evaluation.
+TRAINING_PROGRESS_TIMEOUT_S = env_int("TRAINING_PROGRESS_TIMEOUT_S", 30 * 60, minimum=60)
+# A queued job's message expires after this long; the reaper then fails the job (no GPU worker took it),
+# and a retry queues it again, rather than a worker starting it days later than anyone expects.
+TRAINING_QUEUE_EXPIRY_S = env_int("TRAINING_QUEUE_EXPIRY_S", 7 * 24 * 3600, minimum=60)
+# Where a job's config may point (the base model, DeepSpeed and FSDP files): folders under these, on the
+# GPU machine. The job folders (TRAINING_DIR, where registered models are), var/models, and the offline
+# MiniLM package are always allowed; TRAINING_MODEL_ROOTS adds more (comma-separated absolute paths).
+TRAINING_MODEL_ROOTS = [
+    str(TRAINING_DIR),
+    str(VAR_DIR / "models"),
+    *env_list("TRAINING_MODEL_ROOTS", []),
+]
+for _root in TRAINING_MODEL_ROOTS:
+    if not Path(_root).is_absolute():
+        raise ImproperlyConfigured(f"TRAINING_MODEL_ROOTS must be absolute paths, got {_root!r}")
+
+# --- Snapshots (docs/exports.md) ---------------------------------------------------------------------
+# A queued snapshot's build message expires after this long; the reaper then fails the snapshot.
+SNAPSHOT_QUEUE_EXPIRY_S = env_int("SNAPSHOT_QUEUE_EXPIRY_S", 24 * 3600, minimum=60)
 
 LOGGING = {
     "version": 1,
@@ -256,4 +314,5 @@ CELERY_BEAT_SCHEDULE = {
     "release-expired-leases": {"task": "annotate.release_expired_leases", "schedule": 60.0},
     "recompute-due-agreement": {"task": "annotate.recompute_due_agreement", "schedule": 60.0},
     "reap-stale-training-jobs": {"task": "training.reap_stale_jobs", "schedule": 60.0},
+    "reap-expired-snapshots": {"task": "annotate.reap_expired_snapshots", "schedule": 300.0},
 }

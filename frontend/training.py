@@ -128,6 +128,14 @@ class TrainingJobForm(forms.Form):
         max_length=2000,
         help_text="How a prompt and a response become the scored text: {prompt} and {response} once each.",
     )
+    progress_timeout_minutes = forms.IntegerField(
+        label="Stop as hung after (minutes without progress)",
+        required=False,
+        min_value=1,
+        max_value=7 * 24 * 60,
+        help_text="A trainer that reports no step or evaluation for this long is stopped with a checkpoint "
+        "and the job fails saying so. Empty: the platform's limit (30 minutes by default).",
+    )
     extra = forms.CharField(
         label="Other settings (JSON)",
         required=False,
@@ -233,8 +241,13 @@ def training_new(request: HtmxHttpRequest, slug: str) -> HttpResponse:
         # The access helper again: the form's queryset already limits it to this project.
         snapshot = get_snapshot_for_training(request.user, form.cleaned_data["snapshot"].pk, project=project)
         try:
+            minutes = form.cleaned_data.get("progress_timeout_minutes")
             job = training_job_create(
-                snapshot=snapshot, kind=form.cleaned_data["kind"], config=form.config(), user=request.user
+                snapshot=snapshot,
+                kind=form.cleaned_data["kind"],
+                config=form.config(),
+                user=request.user,
+                progress_timeout_s=minutes * 60 if minutes else None,
             )
         except ValidationError as exc:
             form.add_config_errors(exc)

@@ -18,7 +18,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 _SETTINGS_VARS = (
     "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "DATABASE_URL", "CELERY_BROKER_URL",
     "CELERY_RESULT_BACKEND", "DB_CONN_MAX_AGE", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS",
-    "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "BEHIND_TLS_PROXY", "STATIC_ROOT", "MEDIA_ROOT",
+    "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "BEHIND_TLS_PROXY", "STATIC_ROOT", "MEDIA_ROOT", "CACHE_URL",
 )  # fmt: skip
 
 
@@ -148,3 +148,34 @@ def test_check_deploy_is_clean_with_a_production_environment(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "System check identified no issues" in output, output
+
+
+# --- the cache shared by every process ------------------------------------------------------------------
+
+_CACHE_SETTINGS = (
+    "from django.conf import settings as s; c = s.CACHES['default']; print(c['BACKEND'], c['LOCATION'])"
+)
+
+
+@pytest.mark.parametrize(
+    ("broker", "backend", "location"),
+    [
+        ("redis://redis.example.org:6379/0", "RedisCache", "redis://redis.example.org:6379/1"),
+        ("redis://:pw@127.0.0.1:6379/15", "RedisCache", "redis://:pw@127.0.0.1:6379/14"),
+        ("filesystem://", "DatabaseCache", "beaverlab_cache"),
+    ],
+)
+def test_the_cache_is_shared_by_every_process(tmp_path, broker, backend, location):
+    """Redis beside a Redis broker (another database number: clearing the cache never empties a queue),
+    the database on the embedded default; never a per-process memory cache."""
+    result = run_python(
+        tmp_path, ["-c", f"import django; django.setup(); {_CACHE_SETTINGS}"], CELERY_BROKER_URL=broker
+    )
+    assert result.returncode == 0, result.stderr
+    found_backend, found_location = result.stdout.split()
+    assert found_backend.endswith(backend) and found_location == location
+
+
+def test_a_bad_cache_url_stops_start_up(tmp_path):
+    result = django_setup(tmp_path, CACHE_URL="memcached://127.0.0.1")
+    assert result.returncode != 0 and "CACHE_URL must be" in result.stderr

@@ -76,6 +76,8 @@ class TrainingJobOutput(serializers.ModelSerializer):
             "snapshot",
             "config_hash",
             "attempts",
+            "progress_timeout_s",
+            "queued_at",
             "cancel_requested",
             "failure_reason",
             "worker_host",
@@ -159,6 +161,13 @@ class TrainingJobListCreateApi(APIView):
             help_text="Trainer settings (docs/training.md); unset ones take their defaults. "
             "base_model defaults to the bundled all-MiniLM-L6-v2.",
         )
+        progress_timeout_s = serializers.IntegerField(
+            required=False,
+            allow_null=True,
+            min_value=60,
+            help_text="Stop the trainer with a checkpoint and fail the job when it reports no progress for "
+            "this many seconds (default: the platform's TRAINING_PROGRESS_TIMEOUT_S, 30 minutes).",
+        )
 
     @extend_schema(
         parameters=[OpenApiParameter("project", str, required=True, description="The project's slug.")],
@@ -187,6 +196,7 @@ class TrainingJobListCreateApi(APIView):
             kind=data.validated_data["kind"],
             config=data.validated_data["config"],
             user=request.user,
+            progress_timeout_s=data.validated_data.get("progress_timeout_s"),
         )
         job = get_training_job_for_user(request.user, job.pk)
         return Response(

@@ -45,7 +45,19 @@ class TrainingJob(models.Model):
     worker_host = models.CharField(max_length=255, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # The attempt number, bumped by each retry: the fencing token of the supervisor that runs the job.
+    # Every write a supervisor makes (progress, heartbeat, its outcome) is conditioned on it, so one that
+    # lost the database and comes back after the job was reaped and retried writes nothing.
     attempts = models.PositiveSmallIntegerField(default=0)
+    progress_timeout_s = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Stop the trainer (with a checkpoint) and fail the job when it reports no progress for "
+        "this long; empty: TRAINING_PROGRESS_TIMEOUT_S.",
+    )
+    queued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the job was last sent to the GPU queue (created or retried)."
+    )
     failure_reason = models.TextField(blank=True)
     output_dir = models.CharField(max_length=1000, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -69,6 +81,8 @@ class TrainingJob(models.Model):
             models.Index(
                 fields=["heartbeat_at"], name="trainingjob_running_heartbeat", condition=Q(status="running")
             ),
+            # Serves the reaper: queued jobs no GPU worker took before their queue message expired.
+            models.Index(fields=["queued_at"], name="trainingjob_queued_since", condition=Q(status="queued")),
             # Serves a snapshot's job list and the researcher's job list, newest first.
             models.Index(fields=["snapshot", "-created_at"], name="trainingjob_snapshot_recent"),
         ]

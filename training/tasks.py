@@ -9,20 +9,35 @@ prefetch 1 from settings and a Redis visibility timeout above TRAINING_JOB_TIMEO
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
 
+from config.celery import worker_is_stopping
+
 
 def _worker_stopping() -> bool:
-    """True once this worker process began a warm or cold shutdown (solo pool, or a pool child told so)."""
+    """True once this worker began a warm or cold shutdown: the solo pool's own process, or, under the
+    prefork pool that docker-compose runs, the parent of this pool child (which tells no child)."""
     from celery.worker import state as worker_state
 
-    return bool(worker_state.should_stop or worker_state.should_terminate)
+    if worker_state.should_stop or worker_state.should_terminate:
+        return True
+    return worker_is_stopping(os.getppid())
 
 
-@shared_task(name="training.run_job", acks_late=True)
+# reject_on_worker_lost: a worker process killed mid-job hands the message back instead of acking it;
+# the redelivery finds the job running (or reaped) and does nothing, so it never runs twice.
+# expires: a message no GPU worker took in time is dropped, and the reaper fails its job (a retry
+# queues it again), instead of it starting days later than anyone expects.
+@shared_task(
+    name="training.run_job",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    expires=settings.TRAINING_QUEUE_EXPIRY_S,
+)
 def run_job(job_id: int) -> str:
     """Run a queued training job to its end in a supervised trainer subprocess; its final status.
 

@@ -72,18 +72,23 @@ def database_url(settings_dict: dict[str, Any]) -> str:
 
 class LiveWorker:
     def __init__(
-        self, *, env: dict[str, str], log_path: Path, transport_options: dict[str, Any] | None
+        self,
+        *,
+        env: dict[str, str],
+        log_path: Path,
+        transport_options: dict[str, Any] | None,
+        pool_args: tuple[str, ...] = ("-Q", ",".join(q.value for q in Queue), "-P", "solo", "-c", "1"),
     ) -> None:
         self.env = env
         self.log_path = log_path
         self.transport_options = transport_options
+        self.pool_args = pool_args
         self.database_name = ""
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         argv = [
-            sys.executable, "-m", "celery", "-A", "config", "worker",
-            "-Q", ",".join(q.value for q in Queue), "-P", "solo", "-c", "1", "-l", "INFO",
+            sys.executable, "-m", "celery", "-A", "config", "worker", *self.pool_args, "-l", "INFO",
             "-n", f"test-{uuid.uuid4().hex[:8]}@%h",
             # Nothing to gossip with; mingle alone would add a second of start-up.
             "--without-mingle", "--without-gossip", "--without-heartbeat",
@@ -147,8 +152,8 @@ def _rebase(path: object, old_root: Path, new_root: Path) -> str:
         ) from None
 
 
-@pytest.fixture(scope="module")
-def live_worker(django_db_setup, tmp_path_factory) -> Iterator[LiveWorker]:
+def make_worker(tmp_path_factory: Any, **options: Any) -> LiveWorker:
+    """A worker process (not started) on the test's broker and database; options go to LiveWorker."""
     folder = tmp_path_factory.mktemp("celery")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env.update(
@@ -170,8 +175,16 @@ def live_worker(django_db_setup, tmp_path_factory) -> Iterator[LiveWorker]:
         for key, value in transport_options.items():
             if "_folder" in key:
                 Path(value).mkdir(parents=True, exist_ok=True)
-    worker = LiveWorker(env=env, log_path=folder / "worker.log", transport_options=transport_options)
+    worker = LiveWorker(
+        env=env, log_path=folder / "worker.log", transport_options=transport_options, **options
+    )
     worker.database_name = str(connections["default"].settings_dict["NAME"])
+    return worker
+
+
+@pytest.fixture(scope="module")
+def live_worker(django_db_setup, tmp_path_factory) -> Iterator[LiveWorker]:
+    worker = make_worker(tmp_path_factory)
     # A message left by an aborted earlier run would run against this run's rows.
     worker.purge()
     worker.start()

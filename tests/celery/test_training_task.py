@@ -48,6 +48,8 @@ def training_env(tmp_path_factory):
 def same_folders(settings, training_env):
     settings.MEDIA_ROOT = training_env / "media"
     settings.TRAINING_DIR = training_env / "training"
+    # The tiny model is built under the test's folder: a model root for these jobs.
+    settings.TRAINING_MODEL_ROOTS = [str(training_env)]
 
 
 @pytest.fixture(scope="module")

@@ -113,6 +113,13 @@ def test_a_researcher_launches_a_job_from_the_form(
     )
     assert job.config["base_model"] == default_base_model()
     assert job.created_by == researcher
+    assert job.progress_timeout_s is None  # the platform's limit
+
+
+def test_the_form_sets_the_jobs_progress_timeout(client, researcher, project, snapshot, sent):
+    client.force_login(researcher)
+    client.post(url("training-new", project), form_data(snapshot, progress_timeout_minutes="90"))
+    assert TrainingJob.objects.get().progress_timeout_s == 90 * 60
 
 
 def test_htmx_launch_redirects_the_client(client, researcher, project, snapshot, sent):

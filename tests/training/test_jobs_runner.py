@@ -15,7 +15,7 @@ from django.utils import timezone
 from tests.factories import ProjectFactory
 from tests.training.job_helpers import make_job, make_pku_snapshot
 from tests.training.test_jobs_supervisor import FAKE_TRAINER
-from training import runner, services
+from training import runner, services, state
 from training.models import JobStatus, RegisteredModel, TrainingJob
 from training.supervisor import Outcome
 
@@ -172,7 +172,7 @@ def test_snapshot_files_in_a_remote_storage_are_copied_to_the_job_folder(snapsho
 def test_every_other_ending_fails_the_job_saying_why(snapshot, status, returncode, needle):
     job = make_job(snapshot, status=JobStatus.RUNNING, output_dir=str(snapshot.pk))
     outcome = Outcome(status=status, returncode=returncode, result=None, log_tail="line 1\nline 2")
-    assert runner._record_outcome(job, outcome) == JobStatus.FAILED
+    assert runner._record_outcome(job, job.attempts, outcome) == JobStatus.FAILED
     job.refresh_from_db()
     assert job.failure_reason.startswith(needle), job.failure_reason
     assert job.failure_reason.endswith("Last log lines:\nline 1\nline 2") and job.log_tail == "line 1\nline 2"
@@ -201,3 +201,117 @@ def test_the_worker_side_never_imports_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+# --- Fenced by the attempt number ----------------------------------------------------------------------
+
+
+def _take_over(job, monkeypatch, *, at_step=2):
+    """While the runner's trainer is at `at_step`, the job is reaped, retried and started by another
+    worker (attempt 2), as when this supervisor lost the database for longer than the reaper waits."""
+    record = services.training_job_record_progress
+
+    def meanwhile(**kwargs):
+        if any(r.get("step", 0) >= at_step for r in kwargs.get("records", ())):
+            TrainingJob.objects.filter(pk=job.pk).update(
+                attempts=1, status=JobStatus.RUNNING, log_tail="the second attempt's log", metrics=[]
+            )
+        return record(**kwargs)
+
+    monkeypatch.setattr(services, "training_job_record_progress", meanwhile)
+
+
+def test_a_supervisor_whose_job_was_retried_elsewhere_stops_and_writes_nothing(
+    snapshot, fake_trainer, monkeypatch
+):
+    job = make_job(snapshot)
+    fake_trainer["steps"] = 5000
+    _take_over(job, monkeypatch)
+    assert run(job) == "superseded"
+    job.refresh_from_db()
+    # The second attempt's row is as it left it: no progress, no log, no outcome from the first.
+    assert (job.status, job.attempts, job.log_tail, job.metrics) == (
+        JobStatus.RUNNING,
+        1,
+        "the second attempt's log",
+        [],
+    )
+    assert not RegisteredModel.objects.filter(job=job).exists()
+
+
+def test_the_job_folder_fences_a_supervisor_that_cannot_reach_the_database(
+    snapshot, fake_trainer, monkeypatch
+):
+    from django.db import OperationalError
+
+    job = make_job(snapshot)
+    fake_trainer["steps"] = 5000
+    polls = []
+
+    def database_gone(**kwargs):
+        polls.append(kwargs)
+        if len(polls) == 3:  # the retry started on another machine and took the folder
+            Path(TrainingJob.objects.get(pk=job.pk).output_dir, "ATTEMPT").write_text("1\n")
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(services, "training_job_record_progress", database_gone)
+    started = timezone.now()
+    assert run(job) == "superseded"
+    assert (timezone.now() - started).total_seconds() < 60
+
+
+def test_only_the_attempt_that_owns_the_job_records_its_outcome(snapshot):
+    job = make_job(snapshot, status=JobStatus.RUNNING, attempts=1, output_dir=str(snapshot.pk))
+    with pytest.raises(state.IllegalTransition):
+        services.training_job_succeed(job=job, attempt=0, result={"artifact_path": "model"})
+    with pytest.raises(state.IllegalTransition):
+        services.training_job_fail(job=job, attempt=0, reason="the first attempt's trainer crashed")
+    with pytest.raises(state.IllegalTransition):
+        services.training_job_mark_cancelled(job=job, attempt=0)
+    assert TrainingJob.objects.get(pk=job.pk).status == JobStatus.RUNNING
+    assert not RegisteredModel.objects.exists()
+    services.training_job_fail(job=job, attempt=1, reason="the second attempt's trainer crashed")
+    assert TrainingJob.objects.get(pk=job.pk).status == JobStatus.FAILED
+
+
+# --- What a trainer may point at, and what it is given ------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["escape", "absolute"])
+def test_a_result_naming_a_file_outside_the_job_folder_is_refused(snapshot, fake_trainer, mode):
+    job = make_job(snapshot)
+    fake_trainer["mode"] = mode
+    assert run(job) == JobStatus.FAILED
+    job.refresh_from_db()
+    assert "which is outside the job's folder" in job.failure_reason
+    assert not RegisteredModel.objects.filter(job=job).exists()
+
+
+def test_a_hung_trainer_fails_its_job_on_the_progress_timeout(snapshot, fake_trainer):
+    job = make_job(snapshot, progress_timeout_s=1)
+    fake_trainer.update(steps=5000, mode="hang")
+    assert run(job) == JobStatus.FAILED
+    job.refresh_from_db()
+    assert job.failure_reason.startswith(
+        "The trainer reported no progress for 1 seconds (the job's progress timeout), so it was stopped as "
+        "hung; it exited with code 4."
+    )
+
+
+def test_the_trainer_gets_no_storage_or_platform_secrets(monkeypatch):
+    for name in (
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "STORAGE_S3_BUCKET",
+        "SECRET_KEY",
+        "DATABASE_URL",
+    ):
+        monkeypatch.setenv(name, "secret")
+    monkeypatch.setenv("HF_HOME", "/models/hf")
+    env = runner._trainer_env()
+    assert not [
+        name
+        for name in env
+        if name.startswith(("AWS_", "STORAGE_S3_")) or name in ("SECRET_KEY", "DATABASE_URL")
+    ]
+    assert env["HF_HOME"] == "/models/hf"  # what the trainer does need stays

@@ -89,11 +89,35 @@ def test_create_queues_a_validated_job_for_the_gpu_worker(snapshot, sent, django
     assert cfg.base_model.endswith("model") and cfg.base_model
 
 
-def test_create_keeps_a_given_base_model(snapshot, sent):
+def test_create_keeps_a_given_base_model(snapshot, sent, settings):
+    settings.TRAINING_MODEL_ROOTS = ["/models"]
     job = services.training_job_create(
         snapshot=snapshot, kind="reward", config={"base_model": "/models/qwen"}, user=None
     )
     assert job.config["base_model"] == "/models/qwen" and job.created_by is None
+
+
+@pytest.mark.parametrize(
+    ("field", "path"),
+    [
+        ("base_model", "/etc"),
+        ("base_model", "/models/../etc/passwd"),
+        ("base_model", "relative/model"),
+        ("base_model", "/models-evil/qwen"),
+        ("deepspeed", "/root/.ssh/ds.json"),
+        ("fsdp_config", "/tmp/fsdp.json"),
+    ],
+)
+def test_a_config_may_only_name_paths_under_the_model_roots(snapshot, sent, settings, field, path):
+    settings.TRAINING_MODEL_ROOTS = ["/models"]
+    config = {"base_model": "/models/qwen", field: path}
+    if field == "fsdp_config":
+        config.update(fsdp="full_shard auto_wrap", num_gpus=2)
+    with pytest.raises(ValidationError) as refused:
+        services.training_job_create(snapshot=snapshot, kind="reward", config=config, user=None)
+    (message,) = refused.value.message_dict["config"]
+    assert message.startswith(f"{field}: {path} is not under an allowed model folder (/models")
+    assert not TrainingJob.objects.exists() and sent == []
 
 
 @pytest.mark.parametrize(
@@ -259,7 +283,9 @@ def test_progress_relay_writes_metrics_progress_log_and_heartbeat(snapshot):
         {"event": "eval", "step": 5, "eval_loss": 0.65, "eval_accuracy": 0.6, "progress": 0.5},
         {"event": "checkpoint", "step": 5, "path": "/x/checkpoint-5", "progress": 0.5},
     ]
-    signal = services.training_job_record_progress(job_id=job.pk, records=records, log_tail="step 5")
+    signal = services.training_job_record_progress(
+        job_id=job.pk, attempt=0, records=records, log_tail="step 5"
+    )
     assert signal == services.JobSignal(status=JobStatus.RUNNING, cancel_requested=False)
     stored = TrainingJob.objects.get(pk=job.pk)
     assert stored.progress == 0.5 and stored.log_tail == "step 5"
@@ -270,14 +296,14 @@ def test_progress_relay_writes_metrics_progress_log_and_heartbeat(snapshot):
     ]
     # A heartbeat alone leaves the log tail as it was, and reports a cancel request.
     TrainingJob.objects.filter(pk=job.pk).update(cancel_requested=True)
-    signal = services.training_job_record_progress(job_id=job.pk)
+    signal = services.training_job_record_progress(job_id=job.pk, attempt=job.attempts)
     assert signal.cancel_requested and TrainingJob.objects.get(pk=job.pk).log_tail == "step 5"
 
 
 def test_progress_relay_leaves_a_job_that_is_no_longer_running_alone(snapshot):
     job = make_job(snapshot, status=JobStatus.FAILED, failure_reason="reaped")
     signal = services.training_job_record_progress(
-        job_id=job.pk, records=[{"event": "log", "step": 1, "loss": 1.0}], log_tail="x"
+        job_id=job.pk, attempt=job.attempts, records=[{"event": "log", "step": 1, "loss": 1.0}], log_tail="x"
     )
     assert signal.status == JobStatus.FAILED
     stored = TrainingJob.objects.get(pk=job.pk)
@@ -320,7 +346,7 @@ def test_succeed_registers_the_model_with_its_evaluation(snapshot, tmp_path):
         "images": [str(image)],
         "eval_path": str(eval_json),
     }
-    model = services.training_job_succeed(job=job, result=result, log_tail="done")
+    model = services.training_job_succeed(job=job, attempt=job.attempts, result=result, log_tail="done")
     stored = TrainingJob.objects.get(pk=job.pk)
     assert stored.status == JobStatus.SUCCEEDED and stored.progress == 1.0 and stored.log_tail == "done"
     assert model == RegisteredModel.objects.get(job=job)
@@ -377,9 +403,37 @@ def test_the_reaper_spares_a_job_whose_heartbeat_lands_meanwhile(snapshot, monke
     real_fail = services.training_job_fail
 
     def heartbeat_then_fail(**kwargs):
-        services.training_job_record_progress(job_id=job.pk)  # the worker's poll wins the race
+        services.training_job_record_progress(
+            job_id=job.pk, attempt=job.attempts
+        )  # the worker's poll wins the race
         return real_fail(**kwargs)
 
     monkeypatch.setattr(services, "training_job_fail", heartbeat_then_fail)
     assert services.training_jobs_reap(stale_after=timedelta(minutes=10)) == []
     assert TrainingJob.objects.get(pk=job.pk).status == JobStatus.RUNNING
+
+
+def test_the_training_and_snapshot_tasks_survive_a_lost_worker_and_expire_unclaimed():
+    from annotate.tasks import export_snapshot
+
+    assert run_job.acks_late and run_job.reject_on_worker_lost
+    assert run_job.expires == django_settings.TRAINING_QUEUE_EXPIRY_S
+    assert export_snapshot.acks_late and export_snapshot.reject_on_worker_lost
+    assert export_snapshot.expires == django_settings.SNAPSHOT_QUEUE_EXPIRY_S
+    # The expiry travels with every message, .delay included.
+    assert run_job._get_exec_options()["expires"] == django_settings.TRAINING_QUEUE_EXPIRY_S
+
+
+def test_the_reaper_fails_a_queued_job_whose_message_expired(snapshot, settings, sent):
+    settings.TRAINING_QUEUE_EXPIRY_S = 3600
+    stale = services.training_job_create(snapshot=snapshot, kind="reward", config={}, user=None)
+    fresh = services.training_job_create(snapshot=snapshot, kind="reward", config={}, user=None)
+    TrainingJob.objects.filter(pk=stale.pk).update(queued_at=timezone.now() - timedelta(hours=2))
+    assert reap_stale_jobs() == [stale.pk]
+    stale.refresh_from_db()
+    assert stale.status == JobStatus.FAILED and "queue message expired" in stale.failure_reason
+    assert TrainingJob.objects.get(pk=fresh.pk).status == JobStatus.QUEUED
+    services.training_job_retry(job=stale)  # queued again, with a fresh expiry
+    stale.refresh_from_db()
+    assert stale.status == JobStatus.QUEUED and (timezone.now() - stale.queued_at).total_seconds() < 60
+    assert reap_stale_jobs() == []

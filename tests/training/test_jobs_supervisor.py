@@ -32,6 +32,11 @@ FAKE_TRAINER = textwrap.dedent(
     emit(event="train_begin", step=0, max_steps=steps, progress=0.0)
     for step in range(1, steps + 1):
         time.sleep(float(args.get("--step-s", "0.02")))
+        if mode == "hang" and step == 3:  # stuck (a deadlock, a dead collective): alive, silent
+            while not stop["term"]:
+                time.sleep(0.01)
+            json.dump({"status": "interrupted", "global_step": 2, "checkpoint": "checkpoint-2"}, open(result, "w"))
+            sys.exit(4)
         print(f"step {step}", flush=True)
         emit(event="log", step=step, max_steps=steps, loss=1.0 / step, accuracy=0.5, progress=step / steps)
         if mode == "crash" and step == 2:
@@ -42,7 +47,8 @@ FAKE_TRAINER = textwrap.dedent(
             status = "cancelled" if os.path.exists(cancel) else "interrupted"
             json.dump({"status": status, "global_step": step, "checkpoint": f"checkpoint-{step}"}, open(result, "w"))
             sys.exit(3 if status == "cancelled" else 4)
-    json.dump({"status": "succeeded", "global_step": steps, "artifact_path": "model"}, open(result, "w"))
+    artifact = {"escape": "../../outside", "absolute": "/etc"}.get(mode, "model")
+    json.dump({"status": "succeeded", "global_step": steps, "artifact_path": artifact}, open(result, "w"))
     """
 )
 
@@ -144,6 +150,35 @@ def test_worker_shutdown_interrupts_the_trainer(run_fake):
 
     outcome, _ = run_fake(steps=5000, report=report, should_interrupt=lambda: flag["stop"])
     assert outcome.status == "interrupted" and outcome.returncode == 4
+
+
+def test_a_trainer_that_stops_progressing_is_stopped_with_a_checkpoint(run_fake):
+    """The heartbeat shows the supervisor alive, not the trainer progressing: a hung trainer is stopped
+    once it reports nothing for the progress timeout, long before the job's time limit."""
+    started = time.monotonic()
+    outcome, polls = run_fake(steps=5000, mode="hang", progress_timeout_s=1.0, timeout_s=600)
+    assert outcome.status == "stalled" and outcome.returncode == 4
+    assert outcome.result["status"] == "interrupted"
+    assert [r["step"] for p in polls for r in p.records if r["event"] == "log"] == [1, 2]
+    assert time.monotonic() - started < 60
+
+
+def test_a_slow_but_progressing_trainer_is_not_stalled(run_fake):
+    outcome, _ = run_fake(steps=8, step_s=0.3, progress_timeout_s=1.0)
+    assert outcome.status == "succeeded"
+
+
+def test_a_superseded_attempt_kills_its_trainer_without_a_checkpoint(run_fake):
+    """Another attempt owns the job folder: a SIGTERM would make the trainer save a checkpoint there."""
+
+    def report(poll, polls):
+        if any(r["event"] == "log" for p in polls for r in p.records):
+            return Directive.SUPERSEDED
+        return Directive.CONTINUE
+
+    outcome, _ = run_fake(steps=5000, report=report)
+    assert outcome.status == "superseded" and outcome.returncode == -signal.SIGKILL
+    assert outcome.result is None  # the trainer wrote no result, and no checkpoint
 
 
 def test_a_trainer_ignoring_the_stop_request_is_killed(run_fake):

@@ -82,6 +82,16 @@ def test_a_researcher_launches_a_job(api, researcher, snapshot, sent, django_cap
     assert body["actions"] == ["cancel"] and body["artifact"] is None and body["created_by"] == "researcher"
 
 
+def test_a_job_may_set_its_own_progress_timeout(api, researcher, snapshot, sent):
+    client = api(researcher)
+    body = {"snapshot": snapshot.pk, "kind": "reward", "config": {}, "progress_timeout_s": 7200}
+    response = client.post(URL, body, format="json")
+    assert response.status_code == 201 and response.json()["progress_timeout_s"] == 7200
+    assert TrainingJob.objects.get().progress_timeout_s == 7200
+    too_short = client.post(URL, {**body, "progress_timeout_s": 5}, format="json")
+    assert too_short.status_code == 400 and "progress_timeout_s" in too_short.json()
+
+
 def test_it_requires_researcher_or_admin_to_launch(api, admin_user, snapshot, sent):
     assert launch(api(admin_user), snapshot).status_code == 201
 
