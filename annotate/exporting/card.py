@@ -61,6 +61,7 @@ def agreement_summary(payload: dict[str, Any]) -> dict[str, Any]:
             "workers": stage2.get("workers"),
             "better": _variable(stage2.get("better")),
             "safer": _variable(stage2.get("safer")),
+            "safer_forced": stage2.get("safer_forced"),
         },
         "gold": {
             name: _metric(gold, name)
@@ -256,7 +257,10 @@ def _agreement_section(summary: dict[str, Any]) -> list[str]:
     rows = [
         ("stage 1 `is_safe`", summary["stage1"]["is_safe"]),
         ("stage 2 `better`", summary["stage2"]["better"]),
-        ("stage 2 `safer`", summary["stage2"]["safer"]),
+        (
+            "stage 2 `safer` (free choices: pairs whose harmless answer was not forced)",
+            summary["stage2"]["safer"],
+        ),
     ]
     for label, block in rows:
         lines.append(

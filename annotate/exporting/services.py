@@ -15,10 +15,12 @@ import json
 import logging
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Q
@@ -114,30 +116,41 @@ def snapshot_create(
     return snapshot
 
 
-def _claim(snapshot: Snapshot) -> None:
+def _claim(snapshot: Snapshot) -> str:
     """Mark the snapshot running, unless it is running or done: only a queued (or failed) one builds.
+    Returns this build's token, which fences every later write of the build.
 
     A snapshot left `running` for longer than ABANDONED_AFTER lost its worker (killed mid-build; the
-    broker hands the message out again): it may be claimed again.
+    broker hands the message out again): it may be claimed again. Should the first build still be alive
+    after all, its token no longer matches: it can neither record its result nor touch the new build's
+    files (each build stores under its own token's folder).
     """
     now = timezone.now()
+    token = uuid.uuid4().hex
     claimable = Q(status__in=[SnapshotStatus.QUEUED, SnapshotStatus.FAILED]) | Q(
         status=SnapshotStatus.RUNNING, started_at__lt=now - ABANDONED_AFTER
     )
     claimed = Snapshot.objects.filter(claimable, pk=snapshot.pk).update(
-        status=SnapshotStatus.RUNNING, started_at=now, progress=0.0, error="", finished_at=None
+        status=SnapshotStatus.RUNNING,
+        started_at=now,
+        progress=0.0,
+        error="",
+        finished_at=None,
+        build_token=token,
     )
     if not claimed:
         status = Snapshot.objects.filter(pk=snapshot.pk).values_list("status", flat=True).first()
         raise SnapshotRefused(
             f"Snapshot {snapshot.pk} is {status or 'gone'}; a snapshot is built once. Create a new one."
         )
-    snapshot.status, snapshot.started_at, snapshot.progress, snapshot.error = (
+    snapshot.status, snapshot.started_at, snapshot.progress, snapshot.error, snapshot.build_token = (
         SnapshotStatus.RUNNING,
         now,
         0.0,
         "",
+        token,
     )
+    return token
 
 
 class _ProgressRecorder:
@@ -148,8 +161,9 @@ class _ProgressRecorder:
     an atomic block around a synchronous build) it goes through the caller's connection.
     """
 
-    def __init__(self, snapshot_id: int, *, separate: bool, callback: Progress | None) -> None:
+    def __init__(self, snapshot_id: int, token: str, *, separate: bool, callback: Progress | None) -> None:
         self.snapshot_id = snapshot_id
+        self.token = token
         self.callback = callback
         self.connection = connections.create_connection(DEFAULT_DB_ALIAS) if separate else None
         self._last = 0.0
@@ -164,15 +178,15 @@ class _ProgressRecorder:
         # The last few percent are storing and hashing the files.
         fraction = min(0.95, 0.95 * done / total) if total else 0.0
         if self.connection is None:
-            Snapshot.objects.filter(pk=self.snapshot_id, status=SnapshotStatus.RUNNING).update(
-                progress=fraction
-            )
+            Snapshot.objects.filter(
+                pk=self.snapshot_id, status=SnapshotStatus.RUNNING, build_token=self.token
+            ).update(progress=fraction)
             return
         table = self.connection.ops.quote_name(Snapshot._meta.db_table)
         with self.connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {table} SET progress = %s WHERE id = %s AND status = %s",
-                [fraction, self.snapshot_id, SnapshotStatus.RUNNING.value],
+                f"UPDATE {table} SET progress = %s WHERE id = %s AND status = %s AND build_token = %s",
+                [fraction, self.snapshot_id, SnapshotStatus.RUNNING.value, self.token],
             )
 
     def close(self) -> None:
@@ -238,7 +252,7 @@ def _write_rows(
 
 
 def _describe(
-    folder: Path, snapshot_id: int, name: str, *, sha256: str | None = None, **extra: Any
+    folder: Path, snapshot_id: int, token: str, name: str, *, sha256: str | None = None, **extra: Any
 ) -> dict[str, Any]:
     """A finished local file's entry in the manifest (hashed before it is handed to the storage, unless
     its writer hashed it as it wrote)."""
@@ -249,7 +263,7 @@ def _describe(
         "bytes": path.stat().st_size,
         "sha256": sha256 or sha256_of(path),
         "content_type": storage.content_type_for(name),
-        "path": storage.snapshot_path(snapshot_id, name),
+        "path": storage.snapshot_path(snapshot_id, name, token),
     }
 
 
@@ -272,15 +286,16 @@ def snapshot_build(*, snapshot: Snapshot, progress: Progress | None = None) -> S
     """Build a queued snapshot's files and record the result on it; the snapshot, succeeded or failed.
 
     Raises SnapshotRefused for a snapshot that is running or built already (nothing is touched). Any
-    other error marks the snapshot failed with the message, and removes what it stored.
+    other error marks the snapshot failed with the message (unless another build owns it by then), and
+    removes what this build stored: its own files only, under its token's folder.
     """
-    _claim(snapshot)
+    token = _claim(snapshot)
     folder = storage.work_folder(snapshot.pk)
     stored: list[str] = []
     recorder: _ProgressRecorder | None = None
     try:
         with _consistent_read() as isolated:
-            recorder = _ProgressRecorder(snapshot.pk, separate=isolated, callback=progress)
+            recorder = _ProgressRecorder(snapshot.pk, token, separate=isolated, callback=progress)
             agreement = latest_agreement_payload(snapshot.project)
             filters = parse_filters(snapshot.format, snapshot.filters)
             source = source_for(snapshot.format, snapshot.project, filters)
@@ -289,6 +304,7 @@ def snapshot_build(*, snapshot: Snapshot, progress: Progress | None = None) -> S
             _describe(
                 folder,
                 snapshot.pk,
+                token,
                 f["name"],
                 sha256=f["sha256"],
                 config=f["config"],
@@ -311,19 +327,20 @@ def snapshot_build(*, snapshot: Snapshot, progress: Progress | None = None) -> S
         (folder / "README.md").write_text(
             build_card(snapshot=snapshot, manifest=manifest, schemas=schemas), encoding="utf-8"
         )
-        files.append(_describe(folder, snapshot.pk, "README.md"))
+        files.append(_describe(folder, snapshot.pk, token, "README.md"))
         manifest["files"] = files
         (folder / "manifest.json").write_text(
             json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
-        files.append(_describe(folder, snapshot.pk, "manifest.json"))
+        files.append(_describe(folder, snapshot.pk, token, "manifest.json"))
         for file in files:
-            stored.append(storage.store(snapshot.pk, folder / file["name"]))
-        _finish(snapshot, files=files, row_counts=row_counts, agreement=agreement)
+            stored.append(storage.store(snapshot.pk, folder / file["name"], token))
+        # The switch-over: one conditional UPDATE makes this build's files the snapshot's.
+        _finish(snapshot, token, files=files, row_counts=row_counts, agreement=agreement)
     except Exception as exc:
         logger.exception("snapshot %s failed", snapshot.pk)
         storage.delete(stored)
-        _fail(snapshot, exc)
+        _fail(snapshot, token, exc)
     finally:
         if recorder is not None:
             recorder.close()
@@ -332,7 +349,12 @@ def snapshot_build(*, snapshot: Snapshot, progress: Progress | None = None) -> S
 
 
 def _finish(
-    snapshot: Snapshot, *, files: list[dict[str, Any]], row_counts: dict[str, Any], agreement: dict[str, Any]
+    snapshot: Snapshot,
+    token: str,
+    *,
+    files: list[dict[str, Any]],
+    row_counts: dict[str, Any],
+    agreement: dict[str, Any],
 ) -> None:
     snapshot.status = SnapshotStatus.SUCCEEDED
     snapshot.progress = 1.0
@@ -341,8 +363,10 @@ def _finish(
     snapshot.agreement = agreement
     snapshot.finished_at = timezone.now()
     snapshot.error = ""
-    # Only from running: nothing else ever writes a snapshot's results.
-    updated = Snapshot.objects.filter(pk=snapshot.pk, status=SnapshotStatus.RUNNING).update(
+    # Only from running, and only the build that holds the claim: nothing else writes a snapshot's results.
+    updated = Snapshot.objects.filter(
+        pk=snapshot.pk, status=SnapshotStatus.RUNNING, build_token=token
+    ).update(
         status=snapshot.status,
         progress=snapshot.progress,
         files=files,
@@ -352,13 +376,39 @@ def _finish(
         error="",
     )
     if not updated:
-        raise RuntimeError(f"snapshot {snapshot.pk} stopped running while it was built")
+        raise RuntimeError(
+            f"snapshot {snapshot.pk} stopped running while it was built, or another build claimed it"
+        )
 
 
-def _fail(snapshot: Snapshot, exc: BaseException) -> None:
+def _fail(snapshot: Snapshot, token: str, exc: BaseException) -> None:
     message = f"{type(exc).__name__}: {exc}"[:2000]
     snapshot.status, snapshot.error, snapshot.finished_at = SnapshotStatus.FAILED, message, timezone.now()
     snapshot.files = []
-    Snapshot.objects.filter(pk=snapshot.pk).exclude(status=SnapshotStatus.SUCCEEDED).update(
-        status=SnapshotStatus.FAILED, error=message, finished_at=snapshot.finished_at, files=[]
+    # A build that lost its claim leaves the snapshot to the build that holds it now.
+    Snapshot.objects.filter(pk=snapshot.pk, build_token=token).exclude(
+        status=SnapshotStatus.SUCCEEDED
+    ).update(status=SnapshotStatus.FAILED, error=message, finished_at=snapshot.finished_at, files=[])
+
+
+def snapshots_fail_expired(*, now: dt.datetime | None = None) -> list[int]:
+    """Fail queued snapshots whose build message expired (SNAPSHOT_QUEUE_EXPIRY_S): no worker will build
+    them now. The ids failed; a new snapshot builds the same data."""
+    now = now or timezone.now()
+    expiry = dt.timedelta(seconds=settings.SNAPSHOT_QUEUE_EXPIRY_S)
+    expired = list(
+        Snapshot.objects.filter(status=SnapshotStatus.QUEUED, created_at__lt=now - expiry).values_list(
+            "pk", flat=True
+        )
     )
+    if not expired:
+        return []
+    hours = expiry.total_seconds() / 3600
+    message = (
+        f"No worker built the snapshot within {hours:g} h of the request (SNAPSHOT_QUEUE_EXPIRY_S), so its "
+        "queue message expired. Check that a worker serves the default queue, then create the snapshot again."
+    )
+    Snapshot.objects.filter(pk__in=expired, status=SnapshotStatus.QUEUED).update(
+        status=SnapshotStatus.FAILED, error=message, finished_at=now
+    )
+    return expired

@@ -45,8 +45,10 @@ def storage() -> Storage:
     return default_storage
 
 
-def snapshot_path(snapshot_id: int, name: str) -> str:
-    return f"snapshots/{snapshot_id}/{name}"
+def snapshot_path(snapshot_id: int, name: str, token: str) -> str:
+    """Where one build of a snapshot keeps a file: under the build's token, so that two builds of the
+    same snapshot (one given up for dead, then claimed again) never write or delete each other's."""
+    return f"snapshots/{snapshot_id}/{token}/{name}"
 
 
 def work_folder(snapshot_id: int) -> Path:
@@ -82,10 +84,11 @@ class _BuiltFile(File):
         return str(self._path)
 
 
-def store(snapshot_id: int, local: Path) -> str:
-    """Hand a finished local file to the storage under snapshots/<id>/<its name>; its storage name."""
+def store(snapshot_id: int, local: Path, token: str) -> str:
+    """Hand a finished local file to the storage under snapshots/<id>/<token>/<its name>; its storage
+    name."""
     target = storage()
-    name = snapshot_path(snapshot_id, local.name)
+    name = snapshot_path(snapshot_id, local.name, token)
     if target.exists(name):
         target.delete(name)
     built = _BuiltFile(local)

@@ -71,7 +71,8 @@ def load(snapshot: Snapshot, cache: Path, *, folder: bool = False) -> Any:
     """The snapshot's splits through `datasets`: by file (json/parquet builder) or by its card."""
     import datasets
 
-    root = Path(settings.MEDIA_ROOT) / "snapshots" / str(snapshot.pk)
+    # Each build's files are under its own token's folder (the card's data_files are relative to it).
+    root = Path(settings.MEDIA_ROOT) / "snapshots" / str(snapshot.pk) / snapshot.build_token
     if folder:
         return datasets.load_dataset(str(root), cache_dir=str(cache))
     data_files = {f["split"]: str(root / f["name"]) for f in snapshot.files if f.get("split") and f["rows"]}

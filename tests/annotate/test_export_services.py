@@ -485,7 +485,8 @@ def test_the_manifest_hashes_every_file(project, file_format, compress, names):
         content = snapshot_file(snapshot, entry["name"])
         assert hashlib.sha256(content).hexdigest() == entry["sha256"]
         assert len(content) == entry["bytes"]
-        assert default_storage.exists(f"snapshots/{snapshot.pk}/{entry['name']}")
+        assert entry["path"] == f"snapshots/{snapshot.pk}/{snapshot.build_token}/{entry['name']}"
+        assert default_storage.exists(entry["path"])
     described = manifest(snapshot)
     assert [f["name"] for f in described["files"]] == [*names, "README.md"]
     assert {f["name"]: f["sha256"] for f in described["files"]} == {
@@ -660,3 +661,49 @@ def test_rows_come_in_id_order(project):
     responses = [row["response"] for row in all_rows(snapshot)]
     assert responses == list(QAPair.objects.order_by("pk").values_list("response", flat=True))
     assert Counter(row["is_safe"] for row in all_rows(snapshot)) == {True: 3, False: 2}
+
+
+# --- Two builds of one snapshot -----------------------------------------------------------------------
+
+
+def test_a_build_given_up_for_dead_cannot_touch_the_build_that_replaced_it(project, settings):
+    """The first build is slow, not dead: after ABANDONED_AFTER a redelivered message claims the snapshot
+    again and finishes. When the first one ends it must neither record its result nor delete the second
+    build's files, which are the snapshot now."""
+    from annotate.exporting import services as export_services
+
+    _many_prompts(project, 12)
+    snapshot = snapshot_create(project=project, user=None, format="beavertails", enqueue=False)
+    second: dict[str, Snapshot] = {}
+
+    def meanwhile(done, total):
+        if second:
+            return
+        Snapshot.objects.filter(pk=snapshot.pk).update(
+            started_at=timezone.now() - export_services.ABANDONED_AFTER - dt.timedelta(minutes=1)
+        )
+        second["built"] = snapshot_build(snapshot=Snapshot.objects.get(pk=snapshot.pk))
+
+    first = snapshot_build(snapshot=snapshot, progress=meanwhile)
+    assert second["built"].status == SnapshotStatus.SUCCEEDED
+    stored = Snapshot.objects.get(pk=snapshot.pk)
+    assert stored.status == SnapshotStatus.SUCCEEDED and stored.build_token == second["built"].build_token
+    assert stored.files == second["built"].files
+    for entry in stored.files:  # the second build's files are all there, under its own folder
+        assert default_storage.exists(entry["path"]) and stored.build_token in entry["path"]
+    # The first build's files are gone: it cleaned up only its own folder.
+    assert first.build_token != stored.build_token
+    assert not default_storage.exists(f"snapshots/{snapshot.pk}/{first.build_token}/README.md")
+
+
+def test_a_snapshot_no_worker_took_in_time_is_failed(project, settings):
+    from annotate.exporting.services import snapshots_fail_expired
+
+    settings.SNAPSHOT_QUEUE_EXPIRY_S = 3600
+    old = snapshot_create(project=project, user=None, format="beavertails", enqueue=False)
+    new = snapshot_create(project=project, user=None, format="beavertails", enqueue=False)
+    Snapshot.objects.filter(pk=old.pk).update(created_at=timezone.now() - dt.timedelta(hours=2))
+    assert snapshots_fail_expired() == [old.pk]
+    old.refresh_from_db()
+    assert old.status == SnapshotStatus.FAILED and "queue message expired" in old.error
+    assert Snapshot.objects.get(pk=new.pk).status == SnapshotStatus.QUEUED
