@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db import connection
+from django.db.models import OuterRef, Subquery
 from django.http import Http404
 
 from annotate.models import Assignment, Membership, Project, ResponsePair, Role, Stage
@@ -69,7 +70,11 @@ def _project_and_membership(slug: str, user_id: int) -> tuple[Project | None, st
 
 
 def get_assignment_for_worker(user: AnyUser, assignment_id: int) -> Assignment:
-    """The worker's own assignment with what it shows; anyone else's (or none) is a 404.
+    """The worker's own assignment with what it shows, while they may still label in its project.
+
+    Anyone else's assignment (or none) is a 404, and so is the worker's own once they are no longer a
+    member of its project; a member whose role no longer labels gets a 403. Their current membership is
+    read in the same query (a subquery), not trusted from when the lease was taken.
 
     A stage-1 assignment comes with its QA pair and prompt in one query; a stage-2 one loads its
     response pair (with the prompt and both QA pairs) in a second. One select_related over both
@@ -78,12 +83,20 @@ def get_assignment_for_worker(user: AnyUser, assignment_id: int) -> Assignment:
     """
     if not user.is_authenticated:
         raise Http404("No such assignment.")
+    role = Membership.objects.filter(project_id=OuterRef("project_id"), user_id=user.pk).values("role")[:1]
     try:
-        assignment = Assignment.objects.select_related("project", "work_item__qa_pair__prompt").get(
-            pk=assignment_id, worker_id=user.pk
+        assignment = (
+            Assignment.objects.select_related("project", "work_item__qa_pair__prompt")
+            .annotate(caller_role=Subquery(role))
+            .get(pk=assignment_id, worker_id=user.pk)
         )
     except Assignment.DoesNotExist:
         raise Http404("No such assignment.") from None
+    caller_role = Role.ADMIN if getattr(user, "is_superuser", False) else assignment.caller_role
+    if caller_role is None:
+        raise Http404("No such assignment.")
+    if caller_role not in LABEL_ROLES:
+        raise PermissionDenied(f"Your role in this project ({caller_role}) does not allow labelling.")
     item = assignment.work_item
     if assignment.stage == Stage.RANK and item.response_pair_id is not None:
         item.response_pair = ResponsePair.objects.select_related("prompt", "qa_a", "qa_b").get(

@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
@@ -60,17 +59,17 @@ from annotate.models import (
     Stage2Label,
     WorkItem,
 )
+from annotate.recompute import agreement_recompute_request
+from annotate.rules import forced_safer
 
 IntArray = npt.NDArray[np.int64]
 
 PAYLOAD_VERSION = 1
-N_RESAMPLES = 200
+N_RESAMPLES = ag.N_RESAMPLES
 LEVEL = 0.95
 # Reports are snapshots; the history a dashboard needs (agreement over time) is inside each payload,
 # so only the latest few are kept.
 KEEP_REPORTS = 20
-# A recompute asked for within this many seconds of the last request is not queued again.
-RECOMPUTE_DEBOUNCE_S = 120
 _SEED = 20_231_107
 
 
@@ -97,6 +96,17 @@ class LabelArrays:
     @property
     def size(self) -> int:
         return int(self.unit.size)
+
+    def where(self, keep: npt.NDArray[np.bool_]) -> LabelArrays:
+        """The labels where `keep` is true."""
+        return LabelArrays(
+            self.unit[keep],
+            self.worker[keep],
+            self.version[keep],
+            self.created[keep],
+            self.time_ms[keep],
+            {name: values[keep] for name, values in self.values.items()},
+        )
 
 
 # (column expression, numpy dtype of its binary COPY form). The columns are sent in their stored types
@@ -502,8 +512,39 @@ def stage1_section(labels: LabelArrays, *, overlap: int) -> dict[str, Any]:
     return section
 
 
-def stage2_section(labels: LabelArrays, *, overlap: int) -> dict[str, Any]:
-    """The payload's "stage2": better and safer, in the pair's canonical orientation."""
+def forced_safer_units(project: Project) -> IntArray:
+    """The project's response pairs whose harmless answer is forced: exactly one response is safe by the
+    workers' settled stage-1 consensus (annotate.rules.forced_safer, the rule workers are held to)."""
+    rows = ResponsePair.objects.filter(project=project).values_list(
+        "id",
+        "qa_a__work_item__settled_at",
+        "qa_a__work_item__consensus_safe",
+        "qa_b__work_item__settled_at",
+        "qa_b__work_item__consensus_safe",
+    )
+    forced = [
+        pk
+        for pk, settled_a, safe_a, settled_b, safe_b in rows.iterator(chunk_size=20_000)
+        if forced_safer(safe_a if settled_a is not None else None, safe_b if settled_b is not None else None)
+        is not None
+    ]
+    return np.asarray(forced, dtype=np.int64)
+
+
+def free_safer_labels(labels: LabelArrays, forced_units: IntArray) -> LabelArrays:
+    """The stage-2 labels whose harmless answer was the worker's own choice (their pair is not forced)."""
+    return labels.where(~np.isin(labels.unit, forced_units))
+
+
+def stage2_section(
+    labels: LabelArrays, *, overlap: int, forced_units: IntArray | None = None
+) -> dict[str, Any]:
+    """The payload's "stage2": better and safer, in the pair's canonical orientation.
+
+    Where exactly one response is safe the harmless answer is forced, so every worker "agrees": the
+    headline `safer` is over the free choices only (both responses safe, or both unsafe), with
+    `safer_forced` saying how many pairs were forced and `safer_all` the figure over every pair."""
+    forced_units = np.zeros(0, dtype=np.int64) if forced_units is None else forced_units
     units, unit_codes = dense_codes(labels.unit)
     totals = np.bincount(unit_codes, minlength=units.size)
     section: dict[str, Any] = {
@@ -511,9 +552,26 @@ def stage2_section(labels: LabelArrays, *, overlap: int) -> dict[str, Any]:
         "items": int(units.size),
         "workers": int(np.unique(labels.worker).size),
     }
-    for name in ("better", "safer"):
-        positives = np.bincount(unit_codes, weights=labels.values[name], minlength=units.size)
-        section[name] = variable_block(binary_patterns(totals, positives), n_raters=overlap, seed=_seed(name))
+
+    def block(arrays: LabelArrays, name: str, seed_name: str) -> dict[str, Any]:
+        codes_units, codes = dense_codes(arrays.unit)
+        counts = np.bincount(codes, minlength=codes_units.size)
+        positives = np.bincount(codes, weights=arrays.values[name], minlength=codes_units.size)
+        return variable_block(binary_patterns(counts, positives), n_raters=overlap, seed=_seed(seed_name))
+
+    positives = np.bincount(unit_codes, weights=labels.values["better"], minlength=units.size)
+    section["better"] = variable_block(
+        binary_patterns(totals, positives), n_raters=overlap, seed=_seed("better")
+    )
+    free = free_safer_labels(labels, forced_units)
+    section["safer"] = block(free, "safer", "safer")
+    forced_items = int(np.isin(units, forced_units).sum())
+    section["safer_forced"] = {
+        "items": forced_items,
+        "labels": labels.size - free.size,
+        "share_of_items": forced_items / units.size if units.size else None,
+    }
+    section["safer_all"] = block(labels, "safer", "safer_all")
     return section
 
 
@@ -696,7 +754,9 @@ def binary_leave_one_out(
 _NO_LOO = {"rate": None, "n_compared": 0, "reason": Reason.NO_DATA.value}
 
 
-def _workers_section(project: Project, s1: LabelArrays, g1: _Gold, s2: LabelArrays) -> list[dict[str, Any]]:
+def _workers_section(
+    project: Project, s1: LabelArrays, g1: _Gold, s2: LabelArrays, s2_free: LabelArrays
+) -> list[dict[str, Any]]:
     outcomes: dict[int, dict[str, int]] = {}
     for worker_id, status, n in (
         Assignment.objects.filter(
@@ -719,7 +779,9 @@ def _workers_section(project: Project, s1: LabelArrays, g1: _Gold, s2: LabelArra
     _, s2_units = dense_codes(s2.unit)
     loo_safe = binary_leave_one_out(s1_units, s1.worker, s1.values["mask"] == 0)
     loo_better = binary_leave_one_out(s2_units, s2.worker, s2.values["better"])
-    loo_safer = binary_leave_one_out(s2_units, s2.worker, s2.values["safer"])
+    # As the headline: a forced harmless answer agrees with everyone by construction.
+    _, free_units = dense_codes(s2_free.unit)
+    loo_safer = binary_leave_one_out(free_units, s2_free.worker, s2_free.values["safer"])
     scores = {score.worker_id: score for score in gold_scores(project)}
     medians = _median_per_worker(
         np.concatenate([s1.worker, s2.worker]), np.concatenate([s1.time_ms, s2.time_ms])
@@ -799,12 +861,18 @@ def _period_alphas(
     return out
 
 
-def _over_time(s1: LabelArrays, s2: LabelArrays) -> dict[str, Any]:
+def _over_time(s1: LabelArrays, s2: LabelArrays, free: npt.NDArray[np.bool_]) -> dict[str, Any]:
+    """Agreement per day and per guideline version; `safer` over the free choices (``free``: which
+    stage-2 labels were not forced), as the headline."""
+    s2_free = s2.where(free)
+
     def series(key1: IntArray, key2: IntArray, label: Callable[[int], Any]) -> list[dict[str, Any]]:
         first = _period_alphas(s1, key1, {"is_safe": s1.values["mask"] == 0}, with_ci={"is_safe"})
-        second = _period_alphas(
-            s2, key2, {"better": s2.values["better"], "safer": s2.values["safer"]}, with_ci=set()
-        )
+        second = _period_alphas(s2, key2, {"better": s2.values["better"]}, with_ci=set())
+        for code, values in _period_alphas(
+            s2_free, key2[free], {"safer": s2_free.values["safer"]}, with_ci=set()
+        ).items():
+            second.setdefault(code, {"labels": 0})["safer"] = values["safer"]
         missing = Metric.undefined(Reason.NO_DATA).as_dict()
         rows = []
         for code in sorted(set(first) | set(second)):
@@ -932,6 +1000,8 @@ def agreement_payload(*, project: Project, now: datetime | None = None) -> dict[
     watermark = _label_watermarks()
     s1, s2 = load_stage1_labels(project), load_stage2_labels(project)
     g1, g2 = _gold_stage1(project, s1), _gold_stage2(project, s2)
+    forced = forced_safer_units(project)
+    free = ~np.isin(s2.unit, forced)
     payload: dict[str, Any] = {
         "version": PAYLOAD_VERSION,
         "computed_at": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -939,10 +1009,10 @@ def agreement_payload(*, project: Project, now: datetime | None = None) -> dict[
         "guideline_version": project.guideline_version,
         "progress": _progress(project, s1, s2, now),
         "stage1": stage1_section(s1, overlap=project.overlap_stage1),
-        "stage2": stage2_section(s2, overlap=project.overlap_stage2),
+        "stage2": stage2_section(s2, overlap=project.overlap_stage2, forced_units=forced),
         "gold": _gold_section(s1, g1, s2, g2),
-        "workers": _workers_section(project, s1, g1, s2),
-        "over_time": _over_time(s1, s2),
+        "workers": _workers_section(project, s1, g1, s2, s2.where(free)),
+        "over_time": _over_time(s1, s2, free),
         "consensus": _consensus(s1, g1, s2, g2),
         "watermark": watermark,
     }
@@ -1014,21 +1084,6 @@ def project_needs_recompute(project: Project) -> bool:
         .count()
     )
     return new >= needed
-
-
-def _debounce_key(project_id: int) -> str:
-    return f"agreement-recompute:{project_id}"
-
-
-def agreement_recompute_request(*, project: Project) -> bool:
-    """Queue a recompute after the current transaction commits; False if one was queued recently."""
-    if not cache.add(_debounce_key(project.pk), 1, timeout=RECOMPUTE_DEBOUNCE_S):
-        return False
-    from annotate.tasks import recompute_agreement
-
-    project_id = project.pk
-    transaction.on_commit(lambda: recompute_agreement.delay(project_id))
-    return True
 
 
 def agreement_recompute_due() -> list[int]:

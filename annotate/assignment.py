@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from itertools import combinations
@@ -22,7 +23,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, Exists, F, OuterRef, Value, When
+from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
 from annotate import fastpath
@@ -40,6 +41,7 @@ from annotate.models import (
     Stage2Label,
     WorkItem,
 )
+from annotate.rules import HARMLESS_INVARIANT_MESSAGE, violates_harmless_invariant
 
 # Random draws go through one module-level generator so tests can seed it.
 rng = random.Random()
@@ -52,14 +54,60 @@ class SlotTaken(ValidationError):
 # --- claiming -------------------------------------------------------------------------------------
 
 
-def _next_open_item(*, project: Project, stage: int, worker_id: int, is_gold: bool) -> WorkItem | None:
-    """The first open item of one pool that this worker never had, fullest first, locked for us."""
+@dataclass(frozen=True)
+class Draw:
+    """One pool to claim from: gold or regular items; `uncapped` draws gold whatever its count."""
+
+    is_gold: bool
+    uncapped: bool = False
+
+
+# Gold first (any gold item the worker has not had, while regular work is left for them), else regular
+# work, else gold items that still need labels for their own consensus (those are real work).
+_GOLD_DRAW = (Draw(is_gold=True, uncapped=True), Draw(is_gold=False), Draw(is_gold=True))
+_REGULAR_DRAW = (Draw(is_gold=False), Draw(is_gold=True))
+
+
+def _overlap_now(project_id: int, stage: int) -> Subquery:
+    """The stage's overlap as the database has it when the statement runs, not as the caller read the
+    project: an admin may have changed it since (annotate.services.project_settings_update)."""
+    field = "overlap_stage1" if stage == Stage.CLASSIFY else "overlap_stage2"
+    return Subquery(Project.objects.filter(pk=project_id).values(field)[:1])
+
+
+def _room(k: Subquery, *, uncapped_gold: bool) -> Q:
+    """Which items have a free slot: fewer than k leases and labels, or (for a gold draw) any gold
+    item, since gold measures every worker and never fills up."""
+    return Q(taken__lt=k) | Q(is_gold=True) if uncapped_gold else Q(taken__lt=k)
+
+
+def _open_for(
+    *, project: Project, stage: int, worker_id: int, k: Subquery, is_gold: bool, uncapped: bool
+) -> QuerySet[WorkItem]:
+    """Open items of one pool with room that this worker never had."""
     already_had = Assignment.objects.filter(work_item=OuterRef("pk"), worker_id=worker_id)
-    queue = (
+    return (
         WorkItem.objects.filter(project=project, stage=stage, is_gold=is_gold, is_open=True)
+        .filter(_room(k, uncapped_gold=uncapped))
         .exclude(Exists(already_had))
-        .order_by("-taken", "id")
     )
+
+
+def _next_open_item(*, project: Project, stage: int, worker_id: int, draw: Draw) -> WorkItem | None:
+    """The first open item of one pool that this worker never had, fullest first, locked for us.
+
+    A gold draw (uncapped) finds nothing once no regular work is left for the worker: gold is mixed in
+    among real work, never served as a run of its own (a worker would learn what the tail of the queue
+    is), except gold items that still need labels for their own consensus, which are real work."""
+    k = _overlap_now(project.pk, stage)
+    queue = _open_for(
+        project=project, stage=stage, worker_id=worker_id, k=k, is_gold=draw.is_gold, uncapped=draw.uncapped
+    ).order_by("-taken", "id")
+    if draw.uncapped:
+        regular_left = _open_for(
+            project=project, stage=stage, worker_id=worker_id, k=k, is_gold=False, uncapped=False
+        )
+        queue = queue.filter(Exists(regular_left))
     if stage == Stage.CLASSIFY:
         # What the worker is shown comes with the claim, not in a query of its own; only the item
         # row is locked (FOR UPDATE OF).
@@ -69,20 +117,29 @@ def _next_open_item(*, project: Project, stage: int, worker_id: int, is_gold: bo
     return queue.first()
 
 
-def _take_slot(*, item_id: int, overlap: int) -> bool:
-    """Take one overlap slot if one is free; False when another writer got there first."""
+def _take_slot(*, item_id: int, project_id: int, stage: int, uncapped_gold: bool) -> bool:
+    """Take one slot if one is free; False when another writer got there first. A gold item stays
+    open whatever its count (it is there to measure every worker once)."""
+    k = _overlap_now(project_id, stage)
     return bool(
-        WorkItem.objects.filter(pk=item_id, taken__lt=overlap).update(
+        WorkItem.objects.filter(_room(k, uncapped_gold=uncapped_gold), pk=item_id).update(
             taken=F("taken") + 1,
-            # SET reads the row as it was: taken + 1 < overlap  <=>  taken < overlap - 1.
-            is_open=Case(When(taken__lt=overlap - 1, then=Value(True)), default=Value(False)),
+            # SET reads the row as it was: taken + 1 < k  <=>  taken < k - 1.
+            is_open=Case(When(Q(is_gold=True) | Q(taken__lt=k - 1), then=Value(True)), default=Value(False)),
         )
     )
 
 
-def _pool_order(project: Project) -> tuple[bool, bool]:
-    """Gold first with probability gold_rate, so gold items arrive unannounced among regular ones."""
-    return (True, False) if rng.random() < project.gold_rate else (False, True)
+def _pool_order(project: Project) -> tuple[Draw, ...]:
+    """Gold first with probability gold_rate, so gold items arrive unannounced among regular ones.
+
+    A gold draw takes any gold item the worker has not seen, however many answered it before: every
+    worker, the first or the hundredth, is measured at the project's rate for as long as unseen gold
+    (and regular work) remains, and gold takes nothing from the overlap of regular items. When no
+    regular work is left for the worker, gold items are served as ordinary work only while they still
+    need labels for their own consensus (fewer than k), so a worker is never handed a run of gold.
+    """
+    return _GOLD_DRAW if rng.random() < project.gold_rate else _REGULAR_DRAW
 
 
 def _live_lease(*, project: Project, worker_id: int, stage: int) -> Assignment | None:
@@ -95,12 +152,13 @@ def _live_lease(*, project: Project, worker_id: int, stage: int) -> Assignment |
 
 
 def _claim_from_pools(*, project: Project, worker_id: int, stage: int) -> WorkItem | None:
-    overlap = project.overlap_for(stage)
-    for is_gold in _pool_order(project):
-        item = _next_open_item(project=project, stage=stage, worker_id=worker_id, is_gold=is_gold)
+    for draw in _pool_order(project):
+        item = _next_open_item(project=project, stage=stage, worker_id=worker_id, draw=draw)
         # The row is locked (PostgreSQL) or the transaction runs alone (SQLite), so the conditional
         # update only fails if the index and the counters disagree; it then falls through, never over.
-        if item is not None and _take_slot(item_id=item.pk, overlap=overlap):
+        if item is not None and _take_slot(
+            item_id=item.pk, project_id=project.pk, stage=stage, uncapped_gold=draw.uncapped
+        ):
             return item
     return None
 
@@ -159,15 +217,15 @@ def _claim_with_orm(*, project: Project, worker: Any, stage: int, now: datetime)
 
 
 def _claim_statement(
-    *, project: Project, worker_id: int, stage: int, is_gold: bool, now: datetime
+    *, project: Project, worker_id: int, stage: int, draw: Draw, now: datetime
 ) -> tuple[Assignment, bool] | None:
     claim = partial(
         fastpath.claim,
         project_id=project.pk,
         worker_id=worker_id,
         stage=stage,
-        is_gold=is_gold,
-        overlap=project.overlap_for(stage),
+        is_gold=draw.is_gold,
+        uncapped_gold=draw.uncapped,
         now=now,
         lease=timedelta(seconds=project.lease_seconds),
         swapped=stage == Stage.RANK and rng.random() < 0.5,
@@ -189,10 +247,8 @@ def _claim_with_statements(*, project: Project, worker: Any, stage: int, now: da
     for sweep_first in (False, True):
         if sweep_first and not assignment_release_expired(now=now, project=project):
             return None
-        for is_gold in _pool_order(project):
-            found = _claim_statement(
-                project=project, worker_id=worker.pk, stage=stage, is_gold=is_gold, now=now
-            )
+        for draw in _pool_order(project):
+            found = _claim_statement(project=project, worker_id=worker.pk, stage=stage, draw=draw, now=now)
             if found is None:
                 continue
             assignment, is_new = found
@@ -208,6 +264,20 @@ def _give_back_slots(item_counts: Counter[int]) -> None:
         WorkItem.objects.filter(pk=item_id).update(taken=F("taken") - count, is_open=True)
 
 
+def _expire_leases(live: QuerySet[Assignment], limit: int | None = None) -> int:
+    """Mark these live leases expired and give their slots back; how many. Lock order: the assignment
+    rows first (here), then the work items (_give_back_slots)."""
+    if connection.features.has_select_for_update_skip_locked:
+        live = live.select_for_update(skip_locked=True)
+    ordered = live.order_by("id").values_list("id", "work_item_id")
+    rows = list(ordered[:limit] if limit is not None else ordered)
+    if not rows:
+        return 0
+    Assignment.objects.filter(pk__in=[pk for pk, _ in rows]).update(status=AssignmentStatus.EXPIRED)
+    _give_back_slots(Counter(item_id for _, item_id in rows))
+    return len(rows)
+
+
 @transaction.atomic
 def assignment_release_expired(
     *, now: datetime | None = None, project: Project | None = None, limit: int = 5000
@@ -217,14 +287,15 @@ def assignment_release_expired(
     lapsed = Assignment.objects.filter(status=AssignmentStatus.LEASED, expires_at__lte=now)
     if project is not None:
         lapsed = lapsed.filter(project=project)
-    if connection.features.has_select_for_update_skip_locked:
-        lapsed = lapsed.select_for_update(skip_locked=True)
-    rows = list(lapsed.order_by("id").values_list("id", "work_item_id")[:limit])
-    if not rows:
-        return 0
-    Assignment.objects.filter(pk__in=[pk for pk, _ in rows]).update(status=AssignmentStatus.EXPIRED)
-    _give_back_slots(Counter(item_id for _, item_id in rows))
-    return len(rows)
+    return _expire_leases(lapsed, limit)
+
+
+@transaction.atomic
+def assignment_release_worker(*, project: Project, worker_id: int) -> int:
+    """Release every live lease of one worker in a project (they were removed, or their role no longer
+    labels): the slots go back to the pool at once instead of when the leases lapse."""
+    live = Assignment.objects.filter(project=project, worker_id=worker_id, status=AssignmentStatus.LEASED)
+    return _expire_leases(live)
 
 
 @transaction.atomic
@@ -267,8 +338,21 @@ def _parse_choice(payload: dict[str, Any], field: str) -> int:
     return int(value)
 
 
+def settled_safety(qa_pair_ids: Sequence[int]) -> dict[int, bool]:
+    """Stage-1 safety per QA pair as the workers settled it (their consensus, or an admin's
+    adjudication of it); pairs not settled yet are absent.
+
+    This is the only safety a worker sees or is held to in stage 2: an expert (gold) verdict would tell
+    a worker the gold answer of a stage-1 item (annotate.fastpath has the same rule in SQL)."""
+    rows = WorkItem.objects.filter(
+        qa_pair_id__in=qa_pair_ids, settled_at__isnull=False, consensus_safe__isnull=False
+    ).values_list("qa_pair_id", "consensus_safe")
+    return {qa_pair_id: bool(safe) for qa_pair_id, safe in rows}
+
+
 def known_safety(qa_pair_ids: Sequence[int]) -> dict[int, bool]:
-    """Stage-1 safety per QA pair: the settled consensus, else the expert (gold) label."""
+    """Stage-1 safety per QA pair for admins and experts: the settled consensus, else the expert (gold)
+    label. Never shown to workers (settled_safety is theirs)."""
     safety: dict[int, bool] = {}
     rows = QAPair.objects.filter(pk__in=qa_pair_ids).values_list(
         "pk", "work_item__settled_at", "work_item__consensus_safe", "gold__is_safe"
@@ -281,21 +365,24 @@ def known_safety(qa_pair_ids: Sequence[int]) -> dict[int, bool]:
     return safety
 
 
-def _check_harmless_invariant(pair: ResponsePair, safer: int) -> None:
-    safety = known_safety([pair.qa_a_id, pair.qa_b_id])
-    safe_a, safe_b = safety.get(pair.qa_a_id), safety.get(pair.qa_b_id)
-    if safe_a is None or safe_b is None or safe_a == safe_b:
-        return
-    safe_side = 0 if safe_a else 1
-    if safer != safe_side:
-        raise ValidationError(
-            {"safer_response_id": ["Exactly one response is safe, so it must be the more harmless one."]}
-        )
+def check_harmless_invariant(
+    pair: ResponsePair, safer: int, safety: dict[int, bool], *, field: str = "safer_response_id"
+) -> None:
+    """Refuse a harmless answer (canonical order) that names the unsafe response of a pair with exactly
+    one safe response, by the given safety (settled_safety for workers, known_safety for experts)."""
+    if violates_harmless_invariant(safety.get(pair.qa_a_id), safety.get(pair.qa_b_id), safer):
+        raise ValidationError({field: [HARMLESS_INVARIANT_MESSAGE]})
+
+
+def _check_worker_invariant(pair: ResponsePair, safer: int) -> None:
+    check_harmless_invariant(pair, safer, settled_safety([pair.qa_a_id, pair.qa_b_id]))
 
 
 def _reacquire_lapsed_slot(assignment: Assignment, project: Project) -> None:
     """A late submit on a swept lease is accepted only if the item still has a free slot."""
-    if not _take_slot(item_id=assignment.work_item_id, overlap=project.overlap_for(assignment.stage)):
+    if not _take_slot(
+        item_id=assignment.work_item_id, project_id=project.pk, stage=assignment.stage, uncapped_gold=True
+    ):
         raise SlotTaken(
             "Your lease on this task expired and its place was given to another worker; "
             "your answer was not recorded. Ask for the next task."
@@ -333,7 +420,7 @@ def _write_stage2_label(assignment: Assignment, payload: dict[str, Any], version
     pair = assignment.work_item.response_pair
     assert pair is not None
     better, safer = _canonical_choices(assignment, payload)
-    _check_harmless_invariant(pair, safer)
+    _check_worker_invariant(pair, safer)
     Stage2Label.objects.create(
         response_pair=pair,
         worker_id=assignment.worker_id,
@@ -347,12 +434,19 @@ def _write_stage2_label(assignment: Assignment, payload: dict[str, Any], version
 
 def _lock_for_submit(assignment: Assignment) -> None:
     """Lock the assignment row and refresh what a sweep or a skip may have changed since the caller
-    read it. Its item, stage and worker never change, so the caller's instance, with the relations
-    its access helper loaded, serves the rest of the submit."""
-    assignment.status, assignment.leased_at = (
-        Assignment.objects.select_for_update()
+    read it, and the project's overlap, which an admin may have changed. Its item, stage and worker
+    never change, so the caller's instance, with the relations its access helper loaded, serves the
+    rest of the submit."""
+    project = assignment.project
+    (
+        assignment.status,
+        assignment.leased_at,
+        project.overlap_stage1,
+        project.overlap_stage2,
+    ) = (
+        Assignment.objects.select_for_update(of=("self",))
         .filter(pk=assignment.pk)
-        .values_list("status", "leased_at")
+        .values_list("status", "leased_at", "project__overlap_stage1", "project__overlap_stage2")
         .get()
     )
 
@@ -476,7 +570,7 @@ def label_revise(*, assignment: Assignment, payload: dict[str, Any]) -> None:
     pair = item.response_pair
     assert pair is not None
     better, safer = _canonical_choices(assignment, payload)
-    _check_harmless_invariant(pair, safer)
+    _check_worker_invariant(pair, safer)
     Stage2Label.objects.filter(assignment=assignment).update(
         better=better, safer=safer, updated_at=timezone.now()
     )
@@ -544,6 +638,7 @@ def _settle_stage2(item: WorkItem, now: datetime) -> bool:
 
 _CONSENSUS_FIELDS = [
     "settled_at",
+    "is_open",
     "consensus_categories",
     "consensus_safe",
     "consensus_better",
@@ -553,7 +648,10 @@ _CONSENSUS_FIELDS = [
 
 def work_item_settle(*, item: WorkItem, project: Project, now: datetime) -> None:
     """Settle an item whose labels are all in: its consensus, or the adjudication queue. A settled
-    stage-1 response is paired with the prompt's other settled responses for stage 2."""
+    stage-1 response is paired with the prompt's other settled responses for stage 2.
+
+    A settled regular item leaves the open queue; a settled gold item stays in it, to measure the
+    workers who have not answered it yet (their labels no longer change its consensus)."""
     settle = _settle_stage1 if item.stage == Stage.CLASSIFY else _settle_stage2
     statements = fastpath.enabled()  # on PostgreSQL the follow-up is prepared statements too
     if not settle(item, now):
@@ -564,6 +662,7 @@ def work_item_settle(*, item: WorkItem, project: Project, now: datetime) -> None
             item.save(update_fields=["needs_adjudication"])
         return
     item.settled_at = now
+    item.is_open = item.is_gold
     if statements:
         fastpath.save_settled(item)
     else:
@@ -574,6 +673,33 @@ def work_item_settle(*, item: WorkItem, project: Project, now: datetime) -> None
         fastpath.pair_settled_responses(project=project, prompt_id=item.qa_pair.prompt_id, now=now)
     else:
         response_pairs_create_for_prompt(project=project, prompt_id=item.qa_pair.prompt_id)
+
+
+@transaction.atomic
+def work_items_reconcile(*, project: Project, stage: int, now: datetime | None = None) -> dict[str, int]:
+    """Bring a stage's queue in line with the project's overlap k as the database has it now (after an
+    admin changed it): every unsettled item is open iff it is gold or has fewer than k leases and labels;
+    an item whose labels reach k settles (or goes to adjudication); an item that went to adjudication
+    with fewer labels than a raised k gets more labels instead. Settled items stay settled (a settled
+    consensus is final). Idempotent; what it did, by count."""
+    now = now or timezone.now()
+    k = (
+        Project.objects.filter(pk=project.pk)
+        .values_list("overlap_stage1" if stage == Stage.CLASSIFY else "overlap_stage2", flat=True)
+        .get()
+    )
+    unsettled = WorkItem.objects.filter(project=project, stage=stage, settled_at__isnull=True)
+    # Lock order as everywhere: the work items before the prompt rows that settling may lock.
+    list(unsettled.select_for_update().values_list("pk", flat=True))
+    undecided = unsettled.filter(needs_adjudication=True, labels_count__lt=k).update(needs_adjudication=False)
+    should_be_open = Q(is_gold=True) | Q(taken__lt=k)
+    opened = unsettled.filter(should_be_open, is_open=False).update(is_open=True)
+    closed = unsettled.filter(~should_be_open, is_open=True).update(is_open=False)
+    settled = 0
+    for item in unsettled.filter(labels_count__gte=k, needs_adjudication=False).select_related("qa_pair"):
+        work_item_settle(item=item, project=project, now=now)
+        settled += 1
+    return {"opened": opened, "closed": closed, "settled": settled, "back_from_adjudication": undecided}
 
 
 # No savepoint when nested: it runs inside a settling submit, which fails as a whole anyway, and a

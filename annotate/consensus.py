@@ -22,7 +22,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from annotate.assignment import known_safety, response_pairs_create_for_prompt
+from annotate.assignment import check_harmless_invariant, known_safety, response_pairs_create_for_prompt
 from annotate.categories import HARM_CATEGORIES, UnknownCategoryError, mask_from_keys
 from annotate.models import Adjudication, Project, Stage, Stage1Label, Stage2Label, WorkItem
 
@@ -285,12 +285,7 @@ def _stage2_decision(item: WorkItem, categories: Any, better: Any, safer: Any) -
             )
     pair = item.response_pair
     assert pair is not None
-    safety = known_safety([pair.qa_a_id, pair.qa_b_id])
-    safe_a, safe_b = safety.get(pair.qa_a_id), safety.get(pair.qa_b_id)
-    if safe_a is not None and safe_b is not None and safe_a != safe_b and safer != (0 if safe_a else 1):
-        raise ValidationError(
-            {"safer": ["Exactly one response is safe, so it must be the more harmless one."]}
-        )
+    check_harmless_invariant(pair, int(safer), known_safety([pair.qa_a_id, pair.qa_b_id]), field="safer")
     return int(better), int(safer)
 
 

@@ -10,10 +10,11 @@ engine's tests run against both paths:
   never had, locked with FOR UPDATE SKIP LOCKED, its slot taken with the same conditional UPDATE
   (taken < overlap) and a lease inserted. A second live lease of the same worker and stage is refused
   by the `assignment_one_live_lease` index, which makes the statement fail as a whole.
-- submit (on a live lease): the lease becomes submitted, the item counts one more label and the label
-  is inserted; in stage 2 only if the harmless answer agrees with the known stage-1 safety. Everything
-  else (a revision, a late submit on a swept lease, a skipped task, someone else's assignment, an
-  answer to refuse) returns no row and goes to the general service, which decides.
+- submit (on a live lease, by a caller still a member of the project in a role that labels): the lease
+  becomes submitted, the item counts one more label and the label is inserted; in stage 2 only if the
+  harmless answer agrees with the workers' settled stage-1 safety. Everything else (a revision, a late
+  submit on a swept lease, a skipped task, someone else's assignment, a removed member, an answer to
+  refuse) returns no row and goes to the general service, which decides.
 - settling (the k-th label): votes, consensus and the stage-2 pairing of settled responses.
 
 Skips, the sweep, revisions and adjudication stay in annotate.assignment: they are rare.
@@ -26,6 +27,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection
 
+from annotate.access import LABEL_ROLES
 from annotate.models import (
     Assignment,
     AssignmentStatus,
@@ -71,8 +73,13 @@ _ASSIGNMENT_INSERT = _insert_columns(
     },
 )
 
-# Parameters: worker, project, stage (live lease); project, stage, is_gold, worker (queue);
-# overlap, overlap (slot); project, worker, stage, now, expires, swapped (lease).
+# Parameters: worker, project, stage (live lease); stage, project (the overlap k as the database has it
+# now: an admin may have changed it since the caller read the project); project, stage, worker (regular
+# work left for this worker); project, stage, is_gold, uncapped_gold, uncapped_gold, worker (queue);
+# uncapped_gold (slot); project, worker, stage, now, expires, swapped (lease).
+# The rules are annotate.assignment's (_room, _next_open_item): an item has room below k; a gold draw
+# (uncapped_gold) takes any gold item the worker never had, however many answered it, but only while
+# regular work is left for them; a gold item stays open whatever its count.
 CLAIM = Statement(
     "beaverlab_claim",
     f"""
@@ -80,17 +87,29 @@ WITH live AS (
     SELECT a.id FROM annotate_assignment a
     WHERE a.worker_id = %s AND a.project_id = %s AND a.stage = %s AND a.status = 'leased'
     ORDER BY a.id LIMIT 1
+), cap AS (
+    SELECT CASE WHEN %s::integer = {Stage.CLASSIFY.value} THEN p.overlap_stage1 ELSE p.overlap_stage2 END AS k
+    FROM annotate_project p WHERE p.id = %s
+), regular_left AS (
+    SELECT EXISTS (
+        SELECT 1 FROM annotate_workitem r CROSS JOIN cap
+        WHERE r.project_id = %s AND r.stage = %s AND NOT r.is_gold AND r.is_open AND r.taken < cap.k
+          AND NOT EXISTS (SELECT 1 FROM annotate_assignment h WHERE h.work_item_id = r.id AND h.worker_id = %s)
+    ) AS found
 ), picked AS (
-    SELECT w.id FROM annotate_workitem w
+    SELECT w.id FROM annotate_workitem w CROSS JOIN cap
     WHERE w.project_id = %s AND w.stage = %s AND w.is_gold = %s::boolean AND w.is_open
+      AND (w.taken < cap.k OR (%s::boolean AND w.is_gold))
+      AND (NOT %s::boolean OR (SELECT found FROM regular_left))
       AND NOT EXISTS (SELECT 1 FROM live)
       AND NOT EXISTS (SELECT 1 FROM annotate_assignment h WHERE h.work_item_id = w.id AND h.worker_id = %s)
     ORDER BY w.taken DESC, w.id
     LIMIT 1
     FOR UPDATE OF w SKIP LOCKED
 ), took AS (
-    UPDATE annotate_workitem w SET taken = w.taken + 1, is_open = w.taken + 1 < %s::integer
-    FROM picked WHERE w.id = picked.id AND w.taken < %s::integer
+    UPDATE annotate_workitem w SET taken = w.taken + 1, is_open = w.is_gold OR w.taken + 1 < cap.k
+    FROM picked CROSS JOIN cap
+    WHERE w.id = picked.id AND (w.taken < cap.k OR (%s::boolean AND w.is_gold))
     RETURNING {column_list(WorkItem, "w", "w_")}
 ), made AS (
     INSERT INTO annotate_assignment ({_ASSIGNMENT_INSERT[0]})
@@ -108,6 +127,16 @@ LEFT JOIN annotate_qapair q ON q.id = chosen.w_qa_pair_id
 LEFT JOIN annotate_prompt p ON p.id = q.prompt_id
 """,
 )
+
+# Every submit re-checks that the caller is still a member of the assignment's project in a role that
+# labels (annotate.access.LABEL_ROLES): a worker removed from the project, or moved to another role,
+# gets no row here and the general service answers them (404 or 403). One index probe on the
+# (project, user) unique constraint, inside the statement.
+_MEMBER_WHO_LABELS = f"""EXISTS (
+        SELECT 1 FROM annotate_membership m
+        WHERE m.project_id = a.project_id AND m.user_id = a.worker_id
+          AND m.role IN ({", ".join(f"'{role}'" for role in LABEL_ROLES)})
+    )"""
 
 # As annotate.assignment: whole milliseconds from the lease to this submit (%s), never negative.
 _TIME_ON_TASK_MS = "GREATEST(0, FLOOR(EXTRACT(EPOCH FROM (%s::timestamptz - done.a_leased_at)) * 1000))"
@@ -144,6 +173,7 @@ SUBMIT_STAGE1 = Statement(
 WITH done AS (
     UPDATE annotate_assignment a SET status = 'submitted', submitted_at = %s::timestamptz
     WHERE a.id = %s AND a.worker_id = %s AND a.status = 'leased' AND a.stage = {Stage.CLASSIFY.value}
+      AND {_MEMBER_WHO_LABELS}
     RETURNING {column_list(Assignment, "a", "a_")}
 ), {_COUNT_LABEL_AND_READ_PROJECT}, label AS (
     INSERT INTO annotate_stage1label ({_LABEL_INSERT[0]})
@@ -175,12 +205,10 @@ _STAGE2_LABEL_INSERT = _insert_columns(
 )
 
 
-def _known_safety(qa: str, alias: str) -> str:
-    """As annotate.assignment.known_safety: the settled stage-1 consensus, else the gold label."""
-    return (
-        f"CASE WHEN {alias}_item.settled_at IS NOT NULL AND {alias}_item.consensus_safe IS NOT NULL "
-        f"THEN {alias}_item.consensus_safe ELSE {alias}_gold.is_safe END"
-    )
+def _settled_safety(alias: str) -> str:
+    """As annotate.assignment.settled_safety: the settled stage-1 consensus, else unknown (NULL). Never
+    the gold label, which would tell a worker the stage-1 gold answer."""
+    return f"CASE WHEN {alias}_item.settled_at IS NOT NULL THEN {alias}_item.consensus_safe END"
 
 
 # Parameters: assignment, worker (lease); better, safer as shown (0 = A, 1 = B); now (lease);
@@ -197,13 +225,12 @@ WITH answer AS (
     JOIN annotate_workitem w ON w.id = a.work_item_id
     JOIN annotate_responsepair rp ON rp.id = w.response_pair_id
     WHERE a.id = %s AND a.worker_id = %s AND a.status = 'leased' AND a.stage = {Stage.RANK.value}
+      AND {_MEMBER_WHO_LABELS}
 ), safety AS (
-    SELECT {_known_safety("answer.qa_a_id", "a")} AS safe_a, {_known_safety("answer.qa_b_id", "b")} AS safe_b
+    SELECT {_settled_safety("a")} AS safe_a, {_settled_safety("b")} AS safe_b
     FROM answer
     LEFT JOIN annotate_workitem a_item ON a_item.qa_pair_id = answer.qa_a_id
-    LEFT JOIN annotate_goldstage1label a_gold ON a_gold.qa_pair_id = answer.qa_a_id
     LEFT JOIN annotate_workitem b_item ON b_item.qa_pair_id = answer.qa_b_id
-    LEFT JOIN annotate_goldstage1label b_gold ON b_gold.qa_pair_id = answer.qa_b_id
 ), allowed AS (
     SELECT answer.* FROM answer, safety
     WHERE safety.safe_a IS NULL OR safety.safe_b IS NULL OR safety.safe_a = safety.safe_b
@@ -244,19 +271,22 @@ def claim(
     worker_id: int,
     stage: int,
     is_gold: bool,
-    overlap: int,
+    uncapped_gold: bool,
     now: datetime,
     lease: timedelta,
     swapped: bool,
 ) -> tuple[Assignment, bool] | None:
     """One pool's claim: (assignment, is_new), the live lease (is_new False), or None when the pool
-    has nothing for this worker. Raises IntegrityError if the worker's other call took a lease first."""
+    has nothing for this worker. uncapped_gold: a gold draw, which takes any gold item the worker has
+    not had, however many answered it, while regular work is left for them. Raises IntegrityError if the worker's other call took a lease first."""
     rows = run(
         CLAIM,
         [
             worker_id, project_id, stage,
-            project_id, stage, is_gold, worker_id,
-            overlap, overlap,
+            stage, project_id,
+            project_id, stage, worker_id,
+            project_id, stage, is_gold, uncapped_gold, uncapped_gold, worker_id,
+            uncapped_gold,
             project_id, worker_id, stage, now, now + lease, swapped,
         ],
     )  # fmt: skip
@@ -305,8 +335,9 @@ STAGE2_VOTES = Statement(
 )
 SETTLE = Statement(
     "beaverlab_settle",
-    """UPDATE annotate_workitem SET settled_at = %s::timestamptz, consensus_categories = %s::integer,
-    consensus_safe = %s::boolean, consensus_better = %s::integer, consensus_safer = %s::integer
+    """UPDATE annotate_workitem SET settled_at = %s::timestamptz, is_open = %s::boolean,
+    consensus_categories = %s::integer, consensus_safe = %s::boolean, consensus_better = %s::integer,
+    consensus_safer = %s::integer
     WHERE id = %s""",
 )
 NEEDS_ADJUDICATION = Statement(
@@ -391,6 +422,7 @@ def save_settled(item: WorkItem) -> None:
         SETTLE,
         [
             item.settled_at,
+            item.is_open,
             item.consensus_categories,
             item.consensus_safe,
             item.consensus_better,

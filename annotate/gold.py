@@ -13,8 +13,12 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from annotate.categories import mask_from_keys
+from annotate.assignment import check_harmless_invariant, known_safety
+from annotate.audit import audit_history, audit_record
+from annotate.categories import keys_from_mask, mask_from_keys
 from annotate.models import (
+    AuditAction,
+    AuditEvent,
     GoldStage1Label,
     GoldStage2Label,
     Project,
@@ -24,29 +28,97 @@ from annotate.models import (
     Stage2Label,
     WorkItem,
 )
+from annotate.recompute import agreement_recompute_request
+
+
+def _stage1_answer(gold: GoldStage1Label | None) -> dict[str, Any] | None:
+    if gold is None:
+        return None
+    return {"categories": keys_from_mask(gold.categories), "is_safe": gold.is_safe, "source": gold.source}
+
+
+def _stage2_answer(gold: GoldStage2Label | None) -> dict[str, Any] | None:
+    if gold is None:
+        return None
+    return {"better": gold.better, "safer": gold.safer, "source": gold.source}
+
+
+def _after_gold_change(project: Project) -> None:
+    """Gold accuracy is computed from the gold answers whenever it is read (gold_scores); the stored
+    agreement report keeps its own copy per worker, so it is recomputed."""
+    agreement_recompute_request(project=project)
 
 
 @transaction.atomic
-def gold_stage1_set(*, qa_pair: QAPair, categories: list[str], source: str) -> GoldStage1Label:
-    """Make a QA pair a gold item with this expert category set (empty = safe)."""
+def gold_stage1_set(
+    *, qa_pair: QAPair, categories: list[str], source: str, changed_by: Any = None
+) -> GoldStage1Label:
+    """Make a QA pair a gold item with this expert category set (empty = safe). The change is kept in
+    the audit log (who, when, the answer before and after)."""
     mask = mask_from_keys(categories)
+    before = GoldStage1Label.objects.select_for_update().filter(qa_pair=qa_pair).first()
+    old = _stage1_answer(before)
     gold, _ = GoldStage1Label.objects.update_or_create(
         qa_pair=qa_pair, defaults={"categories": mask, "is_safe": mask == 0, "source": source}
     )
-    WorkItem.objects.filter(qa_pair=qa_pair).update(is_gold=True)
+    WorkItem.objects.filter(qa_pair=qa_pair).update(is_gold=True, is_open=True)
+    new = _stage1_answer(gold)
+    if new != old:
+        audit_record(
+            project=qa_pair.project,
+            actor=changed_by,
+            action=AuditAction.GOLD_SET,
+            target=f"qa_pair:{qa_pair.pk}",
+            old=old,
+            new=new,
+        )
+        _after_gold_change(qa_pair.project)
     return gold
 
 
 @transaction.atomic
-def gold_stage2_set(*, response_pair: ResponsePair, better: int, safer: int, source: str) -> GoldStage2Label:
-    """Make a response pair a gold item with this expert preference (canonical order: 0 = qa_a)."""
-    if better not in (0, 1) or safer not in (0, 1):
+def gold_stage2_set(
+    *, response_pair: ResponsePair, better: int, safer: int, source: str, changed_by: Any = None
+) -> GoldStage2Label:
+    """Make a response pair a gold item with this expert preference (canonical order: 0 = qa_a).
+
+    The stage-2 invariant holds for experts as for workers: when exactly one response is safe (by its
+    settled stage-1 consensus, else its stage-1 gold), the expert's harmless answer must be that one, or
+    every worker held to the invariant would be marked wrong."""
+    if isinstance(better, bool) or isinstance(safer, bool) or better not in (0, 1) or safer not in (0, 1):
         raise ValidationError("better and safer must be 0 or 1.")
+    check_harmless_invariant(
+        response_pair,
+        safer,
+        known_safety([response_pair.qa_a_id, response_pair.qa_b_id]),
+        field="safer",
+    )
+    before = GoldStage2Label.objects.select_for_update().filter(response_pair=response_pair).first()
+    old = _stage2_answer(before)
     gold, _ = GoldStage2Label.objects.update_or_create(
         response_pair=response_pair, defaults={"better": better, "safer": safer, "source": source}
     )
-    WorkItem.objects.filter(response_pair=response_pair).update(is_gold=True)
+    WorkItem.objects.filter(response_pair=response_pair).update(is_gold=True, is_open=True)
+    new = _stage2_answer(gold)
+    if new != old:
+        audit_record(
+            project=response_pair.project,
+            actor=changed_by,
+            action=AuditAction.GOLD_SET,
+            target=f"response_pair:{response_pair.pk}",
+            old=old,
+            new=new,
+        )
+        _after_gold_change(response_pair.project)
     return gold
+
+
+def gold_history(
+    *, project: Project, qa_pair_id: int | None = None, response_pair_id: int | None = None
+) -> list[AuditEvent]:
+    """The recorded changes of one item's gold answer, newest first."""
+    target = f"qa_pair:{qa_pair_id}" if qa_pair_id is not None else f"response_pair:{response_pair_id}"
+    return audit_history(project=project, target=target)
 
 
 @dataclass(frozen=True)
@@ -135,4 +207,11 @@ def flagged_workers(project: Project) -> list[GoldScore]:
     return [score for score in gold_scores(project) if score.flagged]
 
 
-__all__ = ["GoldScore", "flagged_workers", "gold_scores", "gold_stage1_set", "gold_stage2_set"]
+__all__ = [
+    "GoldScore",
+    "flagged_workers",
+    "gold_history",
+    "gold_scores",
+    "gold_stage1_set",
+    "gold_stage2_set",
+]

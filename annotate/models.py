@@ -173,9 +173,10 @@ class ResponsePair(models.Model):
 class WorkItem(models.Model):
     """One unit of work in a stage's queue: a QA pair (stage 1) or a response pair (stage 2).
 
-    `taken` counts live leases plus submitted labels and never exceeds the stage's overlap; `is_open`
-    (taken < overlap) is kept by the assignment services so the next-task query reads a partial index
-    of open items instead of scanning the project.
+    `taken` counts live leases plus submitted labels and never exceeds the stage's overlap for a regular
+    item; `is_open` (taken < overlap) is kept by the assignment services so the next-task query reads a
+    partial index of open items instead of scanning the project. A gold item stays open and uncapped:
+    every worker answers it once, and its first `overlap` labels make its consensus.
     """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="work_items")
@@ -187,8 +188,9 @@ class WorkItem(models.Model):
         ResponsePair, null=True, blank=True, on_delete=models.CASCADE, related_name="work_item"
     )
     is_gold = models.BooleanField(default=False)
-    taken = models.PositiveSmallIntegerField(default=0)
-    labels_count = models.PositiveSmallIntegerField(default=0)
+    # Integers, not small integers: a gold item is answered once by every worker of the project.
+    taken = models.PositiveIntegerField(default=0)
+    labels_count = models.PositiveIntegerField(default=0)
     is_open = models.BooleanField(default=True)
     settled_at = models.DateTimeField(null=True, blank=True)
     # The settled consensus (majority over the overlap's labels), kept on the item so that stage 2 and
@@ -550,6 +552,9 @@ class Snapshot(models.Model):
     agreement = models.JSONField(default=dict, help_text="The project's agreement report when taken.")
     files = models.JSONField(default=list, help_text="[{name, path, rows, bytes, sha256, content_type}]")
     error = models.TextField(blank=True)
+    # Set by each claim of the build: every write of a build (progress, files, the outcome) names it, so a
+    # build that was given up for dead and claimed again cannot overwrite or delete the new one's work.
+    build_token = models.CharField(max_length=32, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -576,3 +581,46 @@ class Snapshot(models.Model):
 
     def __str__(self) -> str:
         return f"snapshot {self.pk} ({self.format}) of {self.project}"
+
+
+class AuditAction(models.TextChoices):
+    GOLD_SET = "gold.set", "Gold answer set"
+    MEMBERSHIP_SET = "membership.set", "Member added or role changed"
+    MEMBERSHIP_REMOVE = "membership.remove", "Member removed"
+    PROJECT_SETTINGS = "project.settings", "Project settings changed"
+
+
+class AuditEvent(models.Model):
+    """A write that matters, as it happened: who, when, what it was and what it became.
+
+    Rows are only ever added. `target` names the object (e.g. "qa_pair:17", "user:4"); `old` is null
+    when the object did not exist before, `new` when it was removed."""
+
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    at = models.DateTimeField()
+    action = models.CharField(max_length=32, choices=AuditAction.choices)
+    target = models.CharField(max_length=100)
+    old = models.JSONField(null=True, blank=True)
+    new = models.JSONField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                name="auditevent_action_valid", condition=Q(action__in=AuditAction.values)
+            ),
+        ]
+        indexes = [
+            # Serves "the history of this object" (a gold item's changes on its page).
+            models.Index(fields=["project", "target", "-at"], name="auditevent_target_recent"),
+            # Serves the project's audit log, newest first.
+            models.Index(fields=["project", "-at"], name="auditevent_project_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target} at {self.at:%Y-%m-%d %H:%M}"

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotate.assignment import known_safety
+from annotate.assignment import settled_safety
 from annotate.categories import keys_from_mask
 from annotate.models import (
     Assignment,
@@ -20,6 +21,7 @@ from annotate.models import (
     Prompt,
     QAPair,
     ResponsePair,
+    Role,
     Stage,
     Stage1Label,
     Stage2Label,
@@ -32,10 +34,10 @@ def projects_for_user(user: Any) -> QuerySet[Project]:
     if not user.is_authenticated:
         return Project.objects.none()
     if user.is_superuser:
+        # A superuser acts as admin where they hold no membership (as annotate.access does).
+        own_role = Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]
         return Project.objects.all().annotate(
-            viewer_role=Subquery(
-                Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]
-            )
+            viewer_role=Coalesce(Subquery(own_role), Value(Role.ADMIN.value))
         )
     role = Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]
     return Project.objects.filter(memberships__user=user).annotate(viewer_role=Subquery(role))
@@ -110,7 +112,8 @@ def assignment_view(assignment: Assignment) -> dict[str, Any]:
             )
         pair = item.response_pair
         assert pair is not None
-        safety = known_safety([pair.qa_a_id, pair.qa_b_id])
+        # The workers' own settled stage-1 verdicts only (None: not judged yet), never a gold label.
+        safety = settled_safety([pair.qa_a_id, pair.qa_b_id])
         order = [pair.qa_b, pair.qa_a] if assignment.swapped else [pair.qa_a, pair.qa_b]
         shown = {
             "prompt": pair.prompt.text,

@@ -852,7 +852,7 @@ def db_state() -> dict[str, int]:
         "SELECT count(*) FILTER (WHERE status = 'submitted'), count(*) FILTER (WHERE status = 'leased'), "
         "(SELECT count(*) FROM annotate_workitem WHERE settled_at IS NOT NULL), "
         "(SELECT count(*) FROM annotate_workitem WHERE stage = 2), "
-        "(SELECT count(*) FROM annotate_workitem WHERE taken > 3) FROM annotate_assignment",
+        "(SELECT count(*) FROM annotate_workitem WHERE taken > 3 AND NOT is_gold) FROM annotate_assignment",
         BENCH_DB,
     ).strip()
     submitted, leased, settled, stage2, over = (int(v) for v in row.split("|"))

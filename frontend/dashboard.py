@@ -103,10 +103,14 @@ class Variable:
     fleiss_kappa: dict[str, Any] | None  # None: not defined for this variable (the MASI category set)
     percent_agreement: dict[str, Any] | None
     gwet_ac1: dict[str, Any] | None
+    note: str = ""  # a line under the label that says how to read the row
 
 
-def _variable(key: str, label: str, group: str, block: Any, *, set_valued: bool = False) -> Variable:
+def _variable(
+    key: str, label: str, group: str, block: Any, *, set_valued: bool = False, note: str = ""
+) -> Variable:
     return Variable(
+        note=note,
         key=key,
         label=label,
         group=group,
@@ -138,8 +142,25 @@ def report_variables(payload: Mapping[str, Any]) -> list[Variable]:
             for c in HARM_CATEGORIES
         ),
         _variable("stage2.better", "More helpful (better)", STAGE2, _get(stage2, "better")),
-        _variable("stage2.safer", "More harmless (safer)", STAGE2, _get(stage2, "safer")),
+        _variable(
+            "stage2.safer",
+            "More harmless (safer), free choices",
+            STAGE2,
+            _get(stage2, "safer"),
+            note=_forced_note(_get(stage2, "safer_forced")),
+        ),
     ]
+
+
+def _forced_note(forced: Any) -> str:
+    """How many pairs the invariant decided: their harmless answer was forced, so they are left out."""
+    if not isinstance(forced, Mapping) or forced.get("share_of_items") is None:
+        return "Pairs where exactly one response is safe are left out: their answer is forced."
+    share, items = forced["share_of_items"], forced.get("items", 0)
+    return (
+        f"{items} pair{'s' if items != 1 else ''} ({share:.0%}) left out: exactly one response is safe, "
+        "so the answer was forced."
+    )
 
 
 STAGE_PROGRESS_PARTS = (

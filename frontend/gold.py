@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods
 
 from annotate.access import DATA_ROLES, get_project_for_user
 from annotate.categories import UnknownCategoryError, keys_from_mask
-from annotate.gold import gold_scores, gold_stage1_set, gold_stage2_set
+from annotate.gold import gold_history, gold_scores, gold_stage1_set, gold_stage2_set
 from annotate.models import QAPair, ResponsePair
 from annotate.selectors import qa_pairs_for_gold_review, response_pairs_for_gold_review
 from frontend.labelling import categories_with_keys
@@ -54,6 +54,7 @@ def gold_qa_edit(request: HtmxHttpRequest, slug: str, qa_id: int) -> HttpRespons
                 qa_pair=qa,
                 categories=request.POST.getlist("categories"),
                 source=f"expert:{request.user.get_username()}",
+                changed_by=request.user,
             )
         except UnknownCategoryError as exc:
             error = str(exc)
@@ -66,6 +67,7 @@ def gold_qa_edit(request: HtmxHttpRequest, slug: str, qa_id: int) -> HttpRespons
         "qa": qa,
         "categories": categories_with_keys(current),
         "error": error,
+        "history": gold_history(project=project, qa_pair_id=qa.pk),
     }
     return render_page(request, "frontend/gold_qa.html", context)
 
@@ -79,18 +81,28 @@ def gold_pair_edit(request: HtmxHttpRequest, slug: str, pair_id: int) -> HttpRes
     )
     error = None
     if request.method == "POST":
+        better, safer = (request.POST.get(name, "") for name in ("better", "safer"))
         try:
+            if better not in ("0", "1") or safer not in ("0", "1"):
+                raise ValidationError("Choose the more helpful and the more harmless response.")
             gold_stage2_set(
                 response_pair=pair,
-                better=int(request.POST.get("better", "-1")),
-                safer=int(request.POST.get("safer", "-1")),
+                better=int(better),
+                safer=int(safer),
                 source=f"expert:{request.user.get_username()}",
+                changed_by=request.user,
             )
-        except (ValueError, ValidationError):
-            error = "Choose the more helpful and the more harmless response."
+        except ValidationError as exc:
+            error = " ".join(exc.messages)
         else:
             messages.success(request, f"Response pair #{pair.pk} is now a gold item.")
             return redirect(reverse("frontend:gold", args=[project.slug]))
     gold = getattr(pair, "gold", None)
-    context = {**_project_context(project), "pair": pair, "gold": gold, "error": error}
+    context = {
+        **_project_context(project),
+        "pair": pair,
+        "gold": gold,
+        "error": error,
+        "history": gold_history(project=project, response_pair_id=pair.pk),
+    }
     return render_page(request, "frontend/gold_pair.html", context)

@@ -52,6 +52,8 @@ def _project_context(project: Project) -> dict[str, Any]:
         "can_manage": role in MANAGE_ROLES,
         "can_import": role in DATA_ROLES,
         "can_label": role in LABEL_ROLES,
+        # Annotators see no trace of gold (how much there is, how often it comes, how they are judged).
+        "sees_gold": role in DATA_ROLES,
     }
 
 
@@ -70,12 +72,17 @@ def project_list(request: HtmxHttpRequest) -> HttpResponse:
                 "counts": counts[project.pk],
                 "can_import": role in DATA_ROLES,
                 "can_label": role in LABEL_ROLES,
+                "sees_gold": role in DATA_ROLES,
             }
         )
     return render_page(
         request,
         "frontend/project_list.html",
-        {"rows": rows, "can_create": user_can_create_projects(request.user)},
+        {
+            "rows": rows,
+            "can_create": user_can_create_projects(request.user),
+            "show_gold": any(row["sees_gold"] for row in rows),
+        },
         partial="project-table",
     )
 

@@ -68,3 +68,11 @@ class Stage1WorkItemFactory(factory.django.DjangoModelFactory):
     qa_pair = factory.SubFactory(QAPairFactory)
     project = factory.LazyAttribute(lambda o: o.qa_pair.project)
     stage = models.Stage.CLASSIFY
+
+
+def annotator(project: models.Project, username: str, role: str = models.Role.ANNOTATOR):
+    """A user who is a member of `project` (an annotator unless `role` says otherwise): every call of
+    the worker loop re-checks the caller's membership in the assignment's project."""
+    user = UserFactory(username=username)
+    MembershipFactory(project=project, user=user, role=role)
+    return user

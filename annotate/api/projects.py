@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
@@ -12,14 +12,29 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotate.access import get_project_for_user
+from annotate.access import DATA_ROLES, get_project_for_user
 from annotate.models import Project
 from annotate.selectors import project_counts, projects_for_user
 from annotate.services import project_create, user_can_create_projects
 
+# What only admins and researchers see: an annotator is told nothing about gold (how much there is, how
+# often it comes, how they are judged), or they could work out which items are gold.
+GOLD_FIELDS = ("gold_rate", "gold_min_items", "gold_accuracy_threshold")
+
+
+def sees_gold(project: Project) -> bool:
+    return getattr(project, "viewer_role", None) in DATA_ROLES
+
 
 class ProjectOutput(serializers.ModelSerializer):
     role = serializers.CharField(source="viewer_role", read_only=True, allow_null=True)
+
+    def to_representation(self, instance: Project) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if not sees_gold(instance):
+            for name in GOLD_FIELDS:
+                data.pop(name, None)
+        return data
 
     class Meta:
         model = Project
@@ -47,7 +62,10 @@ class ProjectDetailOutput(ProjectOutput):
         fields = [*ProjectOutput.Meta.fields, "counts"]
 
     def get_counts(self, project: Project) -> dict[str, int]:
-        return project_counts(project)
+        counts = project_counts(project)
+        if not sees_gold(project):
+            counts.pop("gold_items")
+        return counts
 
 
 class ProjectListCreateApi(APIView):

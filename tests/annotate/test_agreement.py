@@ -462,7 +462,7 @@ def test_bootstrap_is_seeded_and_covers_other_metrics():
     units, _, values = ag.wide_to_long(labels)
     first = ag.bootstrap_alpha(units, values, seed=7)
     assert first == ag.bootstrap_alpha(units, values, seed=7)
-    assert first.n_valid == first.n_resamples == 200
+    assert first.n_valid == first.n_resamples == ag.N_RESAMPLES == 1000
     table = ag.count_table(units, values, n_categories=2)
     for ci in (ag.bootstrap_percent_agreement(table, seed=7), ag.bootstrap_gwet_ac1(table, seed=7)):
         assert_contains(ci, ci.estimate.value)

@@ -16,6 +16,7 @@ from django.utils import timezone
 from annotate import agreement as ag
 from annotate import agreement_report as report_module
 from annotate.agreement_report import (
+    LabelArrays,
     agreement_payload,
     agreement_report_compute,
     alpha_interval,
@@ -28,6 +29,7 @@ from annotate.agreement_report import (
     load_stage2_labels,
     percent_agreement,
     project_needs_recompute,
+    stage2_section,
     unit_sets,
 )
 from annotate.assignment import assignment_claim, label_submit
@@ -163,9 +165,58 @@ def test_stage2_statistics_use_the_canonical_order(labelled):
     # better: 0, 1, 0 on one pair (whatever order each worker saw); safer: 0, 0, 0.
     expected = ag.krippendorff_alpha_long([1, 1, 1], [0, 1, 0])
     _close(stage2["better"]["alpha"], expected)
-    assert stage2["safer"]["alpha"]["reason"] == "no variation"
-    assert stage2["safer"]["percent_agreement"]["value"] == 1.0
+    # Exactly one of the pair's responses is safe, so its harmless answer was forced: the headline (free
+    # choices only) has no data, and the figure over every pair shows what it would have hidden.
+    assert stage2["safer"]["alpha"]["reason"] == "no data"
+    assert stage2["safer_forced"] == {"items": 1, "labels": 3, "share_of_items": 1.0}
+    assert stage2["safer_all"]["alpha"]["reason"] == "no variation"
+    assert stage2["safer_all"]["percent_agreement"]["value"] == 1.0
     assert stage2["better"]["fleiss_kappa"]["reason"] == "too few units"
+
+
+def test_safer_agreement_is_over_free_choices_with_the_forced_share_beside_it():
+    """Forced pairs (exactly one response safe) agree by construction and would inflate `safer`."""
+    units = np.array([1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4])
+    safer = np.array([0, 1, 0, 1, 1, 0, 0, 0, 0, 1, 1, 1])  # pairs 3 and 4 forced: everyone agrees
+    labels = LabelArrays(
+        unit=units,
+        worker=np.tile([10, 11, 12], 4),
+        version=np.ones(12, dtype=np.int64),
+        created=np.zeros(12, dtype=np.int64),
+        time_ms=np.full(12, -1),
+        values={"better": np.zeros(12, dtype=np.int64), "safer": safer},
+    )
+    section = stage2_section(labels, overlap=3, forced_units=np.array([3, 4, 99]))
+    _close(section["safer"]["alpha"], ag.krippendorff_alpha_long(units[:6], safer[:6]))
+    _close(section["safer_all"]["alpha"], ag.krippendorff_alpha_long(units, safer))
+    assert section["safer"]["alpha"]["n_units"] == 2 and section["safer_all"]["alpha"]["n_units"] == 4
+    assert section["safer"]["alpha"]["value"] < section["safer_all"]["alpha"]["value"]
+    assert section["safer_forced"] == {"items": 2, "labels": 6, "share_of_items": 0.5}
+
+
+def test_a_pair_is_forced_only_by_the_workers_settled_safety(project):
+    from django.utils import timezone
+
+    from annotate.agreement_report import forced_safer_units
+    from annotate.models import GoldStage1Label, ResponsePair, WorkItem
+
+    prompt = PromptFactory(project=project)
+    qas = [QAPairFactory(prompt=prompt) for _ in range(5)]
+    settled = {0: True, 1: False, 2: True}  # 3 is gold only, 4 is not judged at all
+    for n, qa in enumerate(qas):
+        Stage1WorkItemFactory(qa_pair=qa)
+        if n in settled:
+            WorkItem.objects.filter(qa_pair=qa).update(
+                settled_at=timezone.now(),
+                consensus_safe=settled[n],
+                consensus_categories=0 if settled[n] else 1,
+            )
+    GoldStage1Label.objects.create(qa_pair=qas[3], categories=1, is_safe=False, source="expert")
+    pairs = {
+        (a, b): ResponsePair.objects.create(project=project, prompt=prompt, qa_a=qas[a], qa_b=qas[b]).pk
+        for a, b in ((0, 1), (0, 2), (1, 2), (0, 3), (0, 4))
+    }
+    assert sorted(forced_safer_units(project).tolist()) == sorted([pairs[(0, 1)], pairs[(1, 2)]])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -25,12 +25,14 @@ from annotate.models import (
     Assignment,
     AssignmentStatus,
     GoldStage1Label,
+    Project,
     ResponsePair,
     Stage,
     Stage1Label,
     WorkItem,
 )
-from tests.factories import PromptFactory, QAPairFactory, Stage1WorkItemFactory, UserFactory
+from annotate.selectors import assignment_view
+from tests.factories import PromptFactory, QAPairFactory, Stage1WorkItemFactory, annotator
 
 pytestmark = pytest.mark.django_db
 
@@ -45,8 +47,10 @@ def _items(project, n, **kwargs):
     ]
 
 
-def _workers(n, prefix="w"):
-    return [UserFactory(username=f"{prefix}{i}") for i in range(n)]
+def _workers(n, prefix="w", project=None):
+    """n annotators of `project` (the test's project unless another is named)."""
+    project = project or Project.objects.get(slug="demo-project")
+    return [annotator(project, f"{prefix}{i}") for i in range(n)]
 
 
 @pytest.fixture(params=["statements", "orm"], autouse=True)
@@ -305,17 +309,46 @@ def test_display_order_is_randomised_per_assignment(project):
     assert swaps == {True, False}
 
 
-def test_gold_stage1_safety_counts_as_known_for_the_stage2_invariant(project, worker):
+def _gold_only_pair(project, *, safe_a, safe_b):
+    """A stage-2 pair whose responses have expert (gold) stage-1 verdicts and no worker consensus yet,
+    as a PKU-SafeRLHF import makes them."""
     prompt = PromptFactory(project=project)
     qa_a, qa_b = QAPairFactory(prompt=prompt), QAPairFactory(prompt=prompt)
-    GoldStage1Label.objects.create(qa_pair=qa_a, categories=0, is_safe=True, source="test")
-    GoldStage1Label.objects.create(qa_pair=qa_b, categories=0, is_safe=False, source="test")
+    for qa, safe in ((qa_a, safe_a), (qa_b, safe_b)):
+        Stage1WorkItemFactory(qa_pair=qa, is_gold=True)
+        GoldStage1Label.objects.create(qa_pair=qa, categories=0, is_safe=safe, source="test")
     pair = ResponsePair.objects.create(project=project, prompt=prompt, qa_a=qa_a, qa_b=qa_b)
-    WorkItem.objects.create(project=project, stage=Stage.RANK, response_pair=pair, is_gold=True)
+    WorkItem.objects.create(project=project, stage=Stage.RANK, response_pair=pair)
+    return pair
+
+
+def test_gold_stage1_safety_is_neither_shown_nor_enforced_in_stage_2(project, worker):
+    """A stage-2 badge or refusal built on a gold verdict would tell the worker a stage-1 gold answer."""
+    _gold_only_pair(project, safe_a=True, safe_b=False)
     lease = assignment_claim(project=project, worker=worker, stage=Stage.RANK)
+    shown = assignment_view(lease)["item"]["responses"]
+    assert [r["is_safe"] for r in shown] == [None, None]
     unsafe_shown = 0 if lease.swapped else 1
-    with pytest.raises(ValidationError):
+    _submit(lease, {"better_response_id": 0, "safer_response_id": unsafe_shown})  # accepted
+    assert Assignment.objects.get(pk=lease.pk).status == AssignmentStatus.SUBMITTED
+
+
+def test_the_workers_settled_stage1_safety_binds_the_stage2_invariant(project, worker):
+    pair = _gold_only_pair(project, safe_a=False, safe_b=False)  # gold says the opposite of the workers
+    WorkItem.objects.filter(qa_pair=pair.qa_a).update(
+        settled_at=timezone.now(), consensus_safe=True, consensus_categories=0
+    )
+    WorkItem.objects.filter(qa_pair=pair.qa_b).update(
+        settled_at=timezone.now(), consensus_safe=False, consensus_categories=1
+    )
+    lease = assignment_claim(project=project, worker=worker, stage=Stage.RANK)
+    shown = assignment_view(lease)["item"]["responses"]
+    assert [r["is_safe"] for r in shown] == ([False, True] if lease.swapped else [True, False])
+    unsafe_shown = 0 if lease.swapped else 1
+    with pytest.raises(ValidationError, match="Exactly one response is safe"):
         _submit(lease, {"better_response_id": 0, "safer_response_id": unsafe_shown})
+    _submit(lease, {"better_response_id": 0, "safer_response_id": 1 - unsafe_shown})
+    assert Assignment.objects.get(pk=lease.pk).status == AssignmentStatus.SUBMITTED
 
 
 def test_claim_runs_a_bounded_number_of_queries(project, worker, engine_path):
@@ -380,3 +413,141 @@ def test_a_second_live_lease_for_the_same_worker_and_stage_is_refused_by_the_dat
             leased_at=timezone.now(),
             expires_at=timezone.now() + timedelta(minutes=5),
         )
+
+
+# --- Gold that never runs out ------------------------------------------------------------------------
+
+
+def _labels_until_done(project, worker, limit=500):
+    """Claim and answer until nothing is left for the worker; the work items they answered."""
+    answered = []
+    for _ in range(limit):
+        lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+        if lease is None:
+            return answered
+        _submit(lease, SAFE)
+        answered.append(lease.work_item_id)
+    raise AssertionError("the worker never ran out of work")
+
+
+def test_gold_measures_every_worker_not_only_the_first_k(project):
+    """With k = 3 and 5 gold items the old slot rule allowed 15 gold answers in the whole project: the
+    fourth worker on was never measured. Every worker now answers every gold item once, and the regular
+    items still get exactly k labels each."""
+    project.overlap_stage1, project.gold_rate = 3, 0.5
+    project.save()
+    gold = {item.pk for item in _items(project, 5, is_gold=True)}
+    regular = _items(project, 40)
+    engine.rng.seed(7)
+    workers = _workers(12)
+    answered: dict[int, list[int]] = {w.pk: [] for w in workers}
+    # Round-robin, as workers really interleave: everyone has regular work for a while.
+    for _ in range(15):
+        for worker in workers:
+            lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+            if lease is not None:
+                _submit(lease, SAFE)
+                answered[worker.pk].append(lease.work_item_id)
+    for worker in workers:
+        seen = [item for item in answered[worker.pk] if item in gold]
+        assert sorted(seen) == sorted(set(seen)), "a gold item came twice to one worker"
+        assert seen, f"{worker.username} was never measured on gold"
+    gold_labels = Stage1Label.objects.filter(qa_pair__work_item__in=gold).count()
+    assert gold_labels > 5 * 3
+    for item in WorkItem.objects.filter(pk__in=[r.pk for r in regular]):
+        assert item.labels_count <= 3 and item.taken <= 3
+    for item in WorkItem.objects.filter(pk__in=gold):
+        assert item.is_open  # a gold item never closes
+        assert item.settled_at is not None  # its first three labels made its consensus
+
+
+def test_a_worker_who_joins_late_is_measured_on_every_gold_item(project):
+    project.overlap_stage1, project.gold_rate = 3, 0.5
+    project.save()
+    gold = {item.pk for item in _items(project, 5, is_gold=True)}
+    _items(project, 60)
+    engine.rng.seed(11)
+    for worker in _workers(6, "early"):
+        for _ in range(12):
+            _claim_submit(project, worker, SAFE)
+    assert all(WorkItem.objects.get(pk=pk).labels_count >= 3 for pk in gold)  # "full" under the old rule
+    (late,) = _workers(1, "late")
+    answered = _labels_until_done(project, late)
+    assert sorted(pk for pk in answered if pk in gold) == sorted(gold)
+
+
+def test_gold_is_not_served_as_a_run_once_regular_work_is_gone(project):
+    """Gold is mixed into real work. With no regular item left for a worker, only gold items that still
+    need labels for their own consensus are work; a gold item with its k labels is not served alone."""
+    project.overlap_stage1, project.gold_rate = 1, 1.0
+    project.save()
+    (gold,) = _items(project, 1, is_gold=True)
+    (regular,) = _items(project, 1)
+    first, second = _workers(2)
+    assert _labels_until_done(project, first) == [gold.pk, regular.pk]
+    # The regular item is full (k = 1) and the gold item has its consensus label: nothing for the second.
+    assert assignment_claim(project=project, worker=second, stage=Stage.CLASSIFY) is None
+
+
+def test_gold_items_that_still_need_their_consensus_are_ordinary_work(project):
+    """A PKU-SafeRLHF project is all gold in stage 1: its items must still get their k labels."""
+    project.overlap_stage1, project.gold_rate = 2, 0.0
+    project.save()
+    items = _items(project, 3, is_gold=True)
+    workers = _workers(3)
+    assert len(_labels_until_done(project, workers[0])) == 3
+    assert len(_labels_until_done(project, workers[1])) == 3
+    assert _labels_until_done(project, workers[2]) == []  # consensus reached, no regular work
+    for item in WorkItem.objects.filter(pk__in=[i.pk for i in items]):
+        assert item.settled_at is not None and item.is_open
+
+
+def test_a_late_answer_on_a_gold_item_is_accepted_whatever_its_count(project):
+    project.overlap_stage1, project.gold_rate = 1, 1.0
+    project.save()
+    (gold,) = _items(project, 1, is_gold=True)
+    _items(project, 3)
+    first, late = _workers(2)
+    lease = assignment_claim(project=project, worker=late, stage=Stage.CLASSIFY)
+    assert lease.work_item_id == gold.pk
+    assignment_release_expired(now=timezone.now() + timedelta(hours=1))
+    _claim_submit(project, first, SAFE)  # takes the gold item meanwhile (its one slot under k = 1)
+    _submit(lease, SAFE)
+    assert Stage1Label.objects.filter(qa_pair__work_item=gold).count() == 2
+
+
+# --- Membership re-checked on every call --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("payload", [UNSAFE, SAFE])
+def test_a_removed_member_can_no_longer_submit_their_lease(project, worker, payload):
+    from annotate.services import membership_remove
+
+    _items(project, 2)
+    lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+    item_before = WorkItem.objects.get(pk=lease.work_item_id)
+    assert membership_remove(project=project, user=worker) == 1
+    # Their live lease was released: the slot is back in the pool.
+    item = WorkItem.objects.get(pk=lease.work_item_id)
+    assert (item.taken, item.is_open) == (item_before.taken - 1, True)
+    assert Assignment.objects.get(pk=lease.pk).status == AssignmentStatus.EXPIRED
+    with pytest.raises(Http404):
+        _submit(lease, payload)
+    assert not Stage1Label.objects.exists()
+
+
+def test_a_member_moved_to_a_role_that_does_not_label_gets_a_403(project, worker):
+    from django.core.exceptions import PermissionDenied
+
+    from annotate.models import Role
+    from annotate.services import membership_set
+
+    _items(project, 2)
+    first = _claim_submit(project, worker, SAFE)
+    lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+    membership_set(project=project, user=worker, role=Role.RESEARCHER)
+    assert Assignment.objects.get(pk=lease.pk).status == AssignmentStatus.EXPIRED
+    for target, payload in ((lease, SAFE), (first, UNSAFE)):  # a fresh answer, and a revision
+        with pytest.raises(PermissionDenied):
+            _submit(target, payload)
+    assert Stage1Label.objects.get().categories == 0  # the revision did not land either

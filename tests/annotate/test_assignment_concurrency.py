@@ -12,7 +12,7 @@ from django.db import connection, connections
 
 from annotate.assignment import assignment_claim, label_submit_for_worker
 from annotate.models import Assignment, AssignmentStatus, ResponsePair, Stage, Stage1Label, WorkItem
-from tests.factories import ProjectFactory, PromptFactory, QAPairFactory, Stage1WorkItemFactory, UserFactory
+from tests.factories import ProjectFactory, PromptFactory, QAPairFactory, Stage1WorkItemFactory, annotator
 
 WORKERS = 24
 ITEMS = 60
@@ -56,7 +56,7 @@ def test_concurrent_claims_never_over_assign_or_lose_labels(engine_path):
     project = ProjectFactory(overlap_stage1=OVERLAP, gold_rate=0.0)
     for _ in range(ITEMS):
         Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=PromptFactory(project=project)))
-    workers = [UserFactory(username=f"concurrent{i}") for i in range(WORKERS)]
+    workers = [annotator(project, f"concurrent{i}") for i in range(WORKERS)]
     submitted: Counter[int] = Counter()
 
     def work(worker) -> None:
@@ -95,7 +95,7 @@ def test_responses_of_one_prompt_settling_at_once_get_every_pair_exactly_once(en
     for prompt in prompts:
         for _ in range(RESPONSES):
             Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=prompt))
-    workers = [UserFactory(username=f"settler{i}") for i in range(WORKERS)]
+    workers = [annotator(project, f"settler{i}") for i in range(WORKERS)]
 
     def work(worker) -> None:
         for _ in range(PROMPTS * RESPONSES):
@@ -122,7 +122,7 @@ def test_one_worker_asking_from_many_tabs_at_once_gets_one_lease(engine_path):
     project = ProjectFactory(overlap_stage1=OVERLAP, gold_rate=0.0)
     for _ in range(10):
         Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=PromptFactory(project=project)))
-    worker = UserFactory(username="many_tabs")
+    worker = annotator(project, "many_tabs")
     tabs = 8
     got: list[int] = []
 

@@ -134,3 +134,35 @@ def test_the_worker_loop_reads_and_writes_a_fixed_number_of_queries(
             f"/api/v1/assignments/{lease['id']}/submit/", {"categories": []}, format="json"
         )
     assert response.status_code == 200 and response.json()["status"] == "submitted"
+
+
+def test_a_removed_worker_can_neither_submit_nor_skip_nor_revise(api, worker, admin_user, project, qa_item):
+    from annotate.services import membership_remove
+
+    Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=PromptFactory(project=project)))
+    client = api(worker)
+    first = _next(client).json()
+    done = client.post(f"/api/v1/assignments/{first['id']}/submit/", {"categories": []}, format="json")
+    assert done.status_code == 200
+    live = _next(client).json()
+    membership_remove(project=project, user=worker, actor=admin_user)
+    for path, payload in (
+        (f"/api/v1/assignments/{live['id']}/submit/", {"categories": []}),
+        (f"/api/v1/assignments/{live['id']}/skip/", {"reason": "leaving"}),
+        (f"/api/v1/assignments/{first['id']}/submit/", {"categories": ["privacy_violation"]}),  # a revision
+    ):
+        assert client.post(path, payload, format="json").status_code == 404, path
+    assert _next(client).status_code == 404
+    assert list(Stage1Label.objects.values_list("categories", flat=True)) == [0]
+
+
+def test_a_worker_moved_to_researcher_gets_403_on_their_old_lease(api, worker, project, qa_item):
+    from annotate.models import Role
+    from annotate.services import membership_set
+
+    client = api(worker)
+    lease = _next(client).json()
+    membership_set(project=project, user=worker, role=Role.RESEARCHER)
+    response = client.post(f"/api/v1/assignments/{lease['id']}/submit/", {"categories": []}, format="json")
+    assert response.status_code == 403 and "researcher" in response.json()["detail"]
+    assert not Stage1Label.objects.exists()

@@ -164,6 +164,8 @@ def sample_payload() -> dict[str, Any]:
             "workers": 3,
             "better": variable_block(0.52),
             "safer": variable_block(0.66),
+            "safer_forced": {"items": 120, "labels": 135, "share_of_items": 0.3},
+            "safer_all": variable_block(0.81),
         },
         "gold": {
             "stage1_is_safe_kappa": metric(0.81, 40),

@@ -127,7 +127,9 @@ def test_it_renders_the_stored_report(project, admin_user):
     assert "87.2%" in text  # percent agreement 0.8715
     for label in ("Animal abuse", "Violence, aiding and abetting, incitement", "Category set (MASI)"):
         assert label in text
-    assert "More helpful (better)" in text and "More harmless (safer)" in text
+    assert "More helpful (better)" in text and "More harmless (safer), free choices" in text
+    # The headline safer figure leaves the forced pairs out, and says how many.
+    assert "120 pairs (30%) left out: exactly one response is safe, so the answer was forced." in text
     # Gold and consensus.
     assert "81.0%" not in text and "0.810" in text  # a kappa is a number, not a share
     assert "Stage 1 · is safe 85.0% 90.0% 12" in text

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from annotate.models import (
     Assignment,
     AssignmentStatus,
-    GoldStage1Label,
     ResponsePair,
     Stage,
     Stage1Label,
@@ -124,14 +124,20 @@ def test_stage2_shows_both_responses_with_safety_badges_and_the_invariant(client
         QAPairFactory(prompt=prompt, response="safe answer"),
         QAPairFactory(prompt=prompt, response="bad"),
     )
-    GoldStage1Label.objects.create(qa_pair=qa_a, categories=0, is_safe=True, source="t")
-    GoldStage1Label.objects.create(qa_pair=qa_b, categories=0, is_safe=False, source="t")
+    # The workers' settled stage-1 consensus: the badges and the invariant come from it.
+    Stage1WorkItemFactory(
+        qa_pair=qa_a, settled_at=timezone.now(), consensus_safe=True, consensus_categories=0
+    )
+    Stage1WorkItemFactory(
+        qa_pair=qa_b, settled_at=timezone.now(), consensus_safe=False, consensus_categories=1
+    )
     pair = ResponsePair.objects.create(project=project, prompt=prompt, qa_a=qa_a, qa_b=qa_b)
     WorkItem.objects.create(project=project, stage=Stage.RANK, response_pair=pair)
     client.force_login(worker)
     body = _page(client, project, stage=2).content.decode()
     assert "Which response is more helpful?" in body and "Which response is more harmless?" in body
     assert "must be the more harmless one" in body
+    assert body.count('class="badge badge--safe"') == 1 and body.count('class="badge badge--unsafe"') == 1
     lease = _lease(worker)
     unsafe_shown = 0 if lease.swapped else 1
     url = reverse("frontend:label-submit", args=[project.slug, 2, lease.pk])
