@@ -102,12 +102,16 @@ def _next_open_item(*, project: Project, stage: int, worker_id: int, draw: Draw)
     k = _overlap_now(project.pk, stage)
     queue = _open_for(
         project=project, stage=stage, worker_id=worker_id, k=k, is_gold=draw.is_gold, uncapped=draw.uncapped
-    ).order_by("-taken", "id")
+    )
     if draw.uncapped:
         regular_left = _open_for(
             project=project, stage=stage, worker_id=worker_id, k=k, is_gold=False, uncapped=False
         )
-        queue = queue.filter(Exists(regular_left))
+        # The least answered gold first: the worker is least likely to have seen it.
+        queue = queue.filter(Exists(regular_left)).order_by("taken", "-id")
+    else:
+        # Fullest first: items in progress are completed before new ones start.
+        queue = queue.order_by("-taken", "id")
     if stage == Stage.CLASSIFY:
         # What the worker is shown comes with the claim, not in a query of its own; only the item
         # row is locked (FOR UPDATE OF).

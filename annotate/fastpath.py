@@ -73,43 +73,56 @@ _ASSIGNMENT_INSERT = _insert_columns(
     },
 )
 
-# Parameters: worker, project, stage (live lease); stage, project (the overlap k as the database has it
-# now: an admin may have changed it since the caller read the project); project, stage, worker (regular
-# work left for this worker); project, stage, is_gold, uncapped_gold, uncapped_gold, worker (queue);
-# uncapped_gold (slot); project, worker, stage, now, expires, swapped (lease).
-# The rules are annotate.assignment's (_room, _next_open_item): an item has room below k; a gold draw
-# (uncapped_gold) takes any gold item the worker never had, however many answered it, but only while
-# regular work is left for them; a gold item stays open whatever its count.
-CLAIM = Statement(
-    "beaverlab_claim",
-    f"""
-WITH live AS (
+_LIVE_AND_CAP = f"""live AS (
     SELECT a.id FROM annotate_assignment a
     WHERE a.worker_id = %s AND a.project_id = %s AND a.stage = %s AND a.status = 'leased'
     ORDER BY a.id LIMIT 1
 ), cap AS (
     SELECT CASE WHEN %s::integer = {Stage.CLASSIFY.value} THEN p.overlap_stage1 ELSE p.overlap_stage2 END AS k
     FROM annotate_project p WHERE p.id = %s
-), regular_left AS (
-    SELECT EXISTS (
-        SELECT 1 FROM annotate_workitem r CROSS JOIN cap
-        WHERE r.project_id = %s AND r.stage = %s AND NOT r.is_gold AND r.is_open AND r.taken < cap.k
-          AND NOT EXISTS (SELECT 1 FROM annotate_assignment h WHERE h.work_item_id = r.id AND h.worker_id = %s)
-    ) AS found
-), picked AS (
+)"""
+
+# The first open item of the worker's queue that they never had, locked for them; `room` and `order`
+# say which pool (annotate.assignment._room and _next_open_item hold the same rules).
+_PICK = """picked AS (
     SELECT w.id FROM annotate_workitem w CROSS JOIN cap
-    WHERE w.project_id = %s AND w.stage = %s AND w.is_gold = %s::boolean AND w.is_open
-      AND (w.taken < cap.k OR (%s::boolean AND w.is_gold))
-      AND (NOT %s::boolean OR (SELECT found FROM regular_left))
+    WHERE w.project_id = %s AND w.stage = %s AND w.is_gold = {is_gold} AND w.is_open AND {room}
       AND NOT EXISTS (SELECT 1 FROM live)
       AND NOT EXISTS (SELECT 1 FROM annotate_assignment h WHERE h.work_item_id = w.id AND h.worker_id = %s)
-    ORDER BY w.taken DESC, w.id
+    ORDER BY {order}
     LIMIT 1
     FOR UPDATE OF w SKIP LOCKED
-), took AS (
+)"""
+
+
+def _claim_sql(*, gold_draw: bool) -> str:
+    if gold_draw:
+        # Any gold item the worker never had, the least answered first (the worker is least likely to
+        # have seen it, and gold answers spread evenly), but only while regular work is left for them:
+        # one probe of the open regular queue, in its index order.
+        picked = _PICK.format(
+            is_gold="true", room="EXISTS (SELECT 1 FROM regular_left)", order="w.taken, w.id DESC"
+        )
+        # A CTE of its own (not an EXISTS sublink, whose ORDER BY PostgreSQL drops): the open queue's
+        # index in its own order, so the probe stops at the first item, never scans the table.
+        picked = f"""regular_left AS MATERIALIZED (
+    SELECT r.id FROM annotate_workitem r CROSS JOIN cap
+    WHERE r.project_id = %s AND r.stage = %s AND r.is_gold = false AND r.is_open AND r.taken < cap.k
+      AND NOT EXISTS (SELECT 1 FROM annotate_assignment h WHERE h.work_item_id = r.id AND h.worker_id = %s)
+    ORDER BY r.taken DESC, r.id
+    LIMIT 1
+), {picked}"""
+        took_room = "true"
+    else:
+        # One pool (regular items, or gold items while they still need labels for their consensus),
+        # fullest first: items in progress are completed before new ones start.
+        picked = _PICK.format(is_gold="%s::boolean", room="w.taken < cap.k", order="w.taken DESC, w.id")
+        took_room = "w.taken < cap.k"
+    return f"""
+WITH {_LIVE_AND_CAP}, {picked}, took AS (
     UPDATE annotate_workitem w SET taken = w.taken + 1, is_open = w.is_gold OR w.taken + 1 < cap.k
     FROM picked CROSS JOIN cap
-    WHERE w.id = picked.id AND (w.taken < cap.k OR (%s::boolean AND w.is_gold))
+    WHERE w.id = picked.id AND {took_room}
     RETURNING {column_list(WorkItem, "w", "w_")}
 ), made AS (
     INSERT INTO annotate_assignment ({_ASSIGNMENT_INSERT[0]})
@@ -125,8 +138,17 @@ SELECT chosen.*, {column_list(QAPair, "q")}, {column_list(Prompt, "p")}
 FROM chosen
 LEFT JOIN annotate_qapair q ON q.id = chosen.w_qa_pair_id
 LEFT JOIN annotate_prompt p ON p.id = q.prompt_id
-""",
-)
+"""
+
+
+# Parameters: worker, project, stage (live lease); stage, project (the overlap k as the database has it
+# now: an admin may have changed it since the caller read the project); project, stage, is_gold, worker
+# (queue); project, worker, stage, now, expires, swapped (lease). A gold item stays open whatever its
+# count.
+CLAIM = Statement("beaverlab_claim", _claim_sql(gold_draw=False))
+# A gold draw. Parameters: as CLAIM, with project, stage, worker (regular work left) before the queue's,
+# and no is_gold.
+CLAIM_GOLD = Statement("beaverlab_claim_gold", _claim_sql(gold_draw=True))
 
 # Every submit re-checks that the caller is still a member of the assignment's project in a role that
 # labels (annotate.access.LABEL_ROLES): a worker removed from the project, or moved to another role,
@@ -278,18 +300,14 @@ def claim(
 ) -> tuple[Assignment, bool] | None:
     """One pool's claim: (assignment, is_new), the live lease (is_new False), or None when the pool
     has nothing for this worker. uncapped_gold: a gold draw, which takes any gold item the worker has
-    not had, however many answered it, while regular work is left for them. Raises IntegrityError if the worker's other call took a lease first."""
-    rows = run(
-        CLAIM,
-        [
-            worker_id, project_id, stage,
-            stage, project_id,
-            project_id, stage, worker_id,
-            project_id, stage, is_gold, uncapped_gold, uncapped_gold, worker_id,
-            uncapped_gold,
-            project_id, worker_id, stage, now, now + lease, swapped,
-        ],
-    )  # fmt: skip
+    not had, however many answered it, while regular work is left for them. Raises IntegrityError if the
+    worker's other call took a lease first."""
+    head = [worker_id, project_id, stage, stage, project_id]
+    tail = [project_id, worker_id, stage, now, now + lease, swapped]
+    if uncapped_gold:
+        rows = run(CLAIM_GOLD, [*head, project_id, stage, worker_id, project_id, stage, worker_id, *tail])
+    else:
+        rows = run(CLAIM, [*head, project_id, stage, is_gold, worker_id, *tail])
     if not rows:
         return None
     is_new, *columns = rows[0]
