@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from annotate.access import DATA_ROLES, get_project_for_user
+from annotate.assignment import known_safety
 from annotate.categories import UnknownCategoryError, keys_from_mask
 from annotate.gold import gold_history, gold_scores, gold_stage1_set, gold_stage2_set
 from annotate.models import QAPair, ResponsePair
@@ -98,10 +99,22 @@ def gold_pair_edit(request: HtmxHttpRequest, slug: str, pair_id: int) -> HttpRes
             messages.success(request, f"Response pair #{pair.pk} is now a gold item.")
             return redirect(reverse("frontend:gold", args=[project.slug]))
     gold = getattr(pair, "gold", None)
+    # What the form shows checked: a refused answer as the expert gave it, else the stored one.
+    shown = (
+        {"better": request.POST.get("better"), "safer": request.POST.get("safer")}
+        if error
+        else {"better": str(gold.better), "safer": str(gold.safer)}
+        if gold
+        else {}
+    )
+    safety = known_safety([pair.qa_a_id, pair.qa_b_id])
     context = {
         **_project_context(project),
         "pair": pair,
         "gold": gold,
+        "shown": shown,
+        "safe_a": safety.get(pair.qa_a_id),
+        "safe_b": safety.get(pair.qa_b_id),
         "error": error,
         "history": gold_history(project=project, response_pair_id=pair.pk),
     }

@@ -58,3 +58,21 @@ def test_it_requires_researcher_or_admin(client, worker, outsider, project, qa):
     assert client.post(reverse("frontend:gold-qa", args=[project.slug, qa.pk]), {}).status_code == 403
     client.force_login(outsider)
     assert client.get(reverse("frontend:gold", args=[project.slug])).status_code == 404
+
+
+def test_a_refused_expert_preference_says_why_and_keeps_the_experts_choice(client, researcher, project):
+    from annotate.gold import gold_stage1_set
+
+    prompt = PromptFactory(project=project)
+    safe, unsafe = QAPairFactory(prompt=prompt), QAPairFactory(prompt=prompt)
+    gold_stage1_set(qa_pair=safe, categories=[], source="expert")
+    gold_stage1_set(qa_pair=unsafe, categories=["self_harm"], source="expert")
+    pair = ResponsePair.objects.create(project=project, prompt=prompt, qa_a=safe, qa_b=unsafe)
+    client.force_login(researcher)
+    page = client.post(
+        reverse("frontend:gold-pair", args=[project.slug, pair.pk]), {"better": "1", "safer": "1"}
+    ).content.decode()
+    assert "Exactly one response is safe, so it must be the more harmless one." in page
+    assert 'name="safer" value="1" checked' in page and 'name="better" value="1" checked' in page
+    assert page.count("badge--safe") == 1 and page.count("badge--unsafe") == 1
+    assert not hasattr(ResponsePair.objects.get(pk=pair.pk), "gold")
