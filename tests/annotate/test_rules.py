@@ -44,7 +44,9 @@ def test_the_stage2_submit_keeps_the_invariant_exactly_as_the_rule_says(project,
         qa_a, qa_b = QAPairFactory(prompt=prompt), QAPairFactory(prompt=prompt)
         for qa, safe in ((qa_a, safe_a), (qa_b, safe_b)):
             settled = {} if safe is None else {"settled_at": timezone.now(), "consensus_safe": safe}
-            Stage1WorkItemFactory(qa_pair=qa, consensus_categories=None if safe in (None, True) else 1, **settled)
+            Stage1WorkItemFactory(
+                qa_pair=qa, consensus_categories=None if safe in (None, True) else 1, **settled
+            )
         pair = ResponsePair.objects.create(project=project, prompt=prompt, qa_a=qa_a, qa_b=qa_b)
         WorkItem.objects.create(project=project, stage=Stage.RANK, response_pair=pair)
         engine.rng.seed(0)
