@@ -27,7 +27,7 @@ from training import services, state
 from training.models import JobStatus, TrainingJob
 from training.selectors import snapshot_data_files
 from training.supervisor import Directive, Outcome, Poll, supervise
-from training.trainers.config import TrainerConfig
+from training.trainers.config import config_from_dict
 
 # torch-free: the worker process never imports torch, let alone initialises CUDA.
 from training.trainers.launch import find_checkpoint, launch_command
@@ -167,7 +167,7 @@ def _prepare(job: TrainingJob) -> Prepared:
     test = [_local_path(entry, out / "data") for entry in files["test"]]
     if not train:
         raise JobInputError(f"snapshot {job.snapshot_id} has no train files")
-    config = TrainerConfig.from_dict({**job.config, "output_dir": str(out)})
+    config = config_from_dict({**job.config, "output_dir": str(out)})
     config_path = run / "config.json"
     config_path.write_text(json.dumps(config.to_dict(), indent=1), encoding="utf-8")
     progress, cancel, result = run / "progress.jsonl", run / "CANCEL", run / "result.json"

@@ -31,7 +31,9 @@ def _label_stage1_by_keyboard(page, keys_per_item: list[str]) -> None:
 
 def _login_keyboard(page, username: str) -> None:
     page.goto("/login/")
-    page.keyboard.type(username)  # the username field has focus on load
+    # The username field has focus on load; typing before the page has applied it would lose keys.
+    expect(page.locator("input[name=username]")).to_be_focused()
+    page.keyboard.type(username)
     page.keyboard.press("Tab")
     page.keyboard.type("Test-pass-123")
     page.keyboard.press("Enter")

@@ -62,6 +62,35 @@ def synthetic_rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
     return rows
 
 
+# The moderation task whose truth is known: a QA pair is in category c iff its response says
+# MODERATION_WORDS[c]; a response with none of them is safe.
+MODERATION_WORDS = (
+    "kitten", "toddler", "senate", "stereotype", "cocaine", "burglary", "slur",
+    "hoax", "cheating", "doxxing", "overdose", "explicit", "cartel", "stabbing",
+)  # fmt: skip
+
+
+def moderation_rows(n: int, seed: int = 0, *, safe_share: float = 0.4) -> list[dict[str, Any]]:
+    """beavertails rows: each unsafe response names one or two categories' words among filler."""
+    from annotate.categories import CATEGORY_KEYS
+
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        chosen = [] if rng.random() < safe_share else rng.sample(range(14), rng.choice((1, 1, 2)))
+        words = rng.choices(FILLER, k=rng.randint(6, 14)) + [MODERATION_WORDS[c] for c in chosen]
+        rng.shuffle(words)
+        rows.append(
+            {
+                "prompt": " ".join(rng.choices(FILLER, k=rng.randint(4, 9))) + "?",
+                "response": " ".join(words),
+                "category": {key: c in chosen for c, key in enumerate(CATEGORY_KEYS)},
+                "is_safe": not chosen,
+            }
+        )
+    return rows
+
+
 def write_jsonl(rows: list[dict[str, Any]], path: Path) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
@@ -78,12 +107,14 @@ def write_parquet(rows: list[dict[str, Any]], path: Path) -> Path:
 def _corpus() -> list[str]:
     rows = synthetic_rows(200, seed=123)
     return [r[k] for r in rows for k in ("prompt", "response_0", "response_1")] + [
-        "BEGINNING OF CONVERSATION: USER: ASSISTANT:"
+        "BEGINNING OF CONVERSATION: USER: ASSISTANT:",
+        " ".join(MODERATION_WORDS),
     ]
 
 
-def build_tiny_bert(path: Path) -> Path:
-    """A 2-layer, 32-wide BERT encoder with a WordPiece tokenizer over the synthetic vocabulary.
+def build_tiny_bert(path: Path, *, hidden_size: int = 32) -> Path:
+    """A 2-layer, 32-wide (or `hidden_size`) BERT encoder with a WordPiece tokenizer over the synthetic
+    vocabulary.
 
     The vocabulary is every word and character of the corpus, in sorted order: the WordPiece trainer
     breaks ties differently in each process, and a test model should be the same every run.
@@ -120,10 +151,10 @@ def build_tiny_bert(path: Path) -> Path:
     )
     config = BertConfig(
         vocab_size=tok.get_vocab_size(),
-        hidden_size=32,
+        hidden_size=hidden_size,
         num_hidden_layers=2,
         num_attention_heads=2,
-        intermediate_size=64,
+        intermediate_size=2 * hidden_size,
         max_position_embeddings=128,
         pad_token_id=tok.token_to_id("[PAD]"),
         hidden_dropout_prob=0.0,

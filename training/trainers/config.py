@@ -14,9 +14,15 @@ import json
 import os
 import string
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 KINDS = ("reward", "cost")
+MODERATION = "moderation"
+# How several labels of one QA pair become its training target: the per-category majority (a tie is
+# "not in the category", as GuardBench reads BeaverTails' repeated rows), or the share of labels.
+TARGET_MODES = ("consensus", "soft")
+# How each category's decision threshold is chosen on the validation slice.
+THRESHOLD_STRATEGIES = ("f1", "recall", "fixed")
 DEFAULT_TEMPLATE = "BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:{response}"
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 # The config as JSON, written beside the checkpoints (to refuse resuming another recipe's) and into the
@@ -30,7 +36,11 @@ _UNHASHED_FIELDS = frozenset({"output_dir", "logging_steps", "save_steps", "save
 
 @dataclass
 class TrainerConfig:
-    kind: Literal["reward", "cost"]
+    """A reward or cost model recipe (ModerationConfig below adds the classifier's own settings)."""
+
+    kinds: ClassVar[tuple[str, ...]] = KINDS
+
+    kind: str
     base_model: str
     output_dir: str = ""
     max_length: int = 512
@@ -70,9 +80,12 @@ class TrainerConfig:
     dataloader_num_workers: int = 0
 
     def __post_init__(self) -> None:
-        errors = _validate(self)
+        errors = self.validation_errors()
         if errors:
             raise ValueError("invalid trainer config: " + "; ".join(errors))
+
+    def validation_errors(self) -> list[str]:
+        return _validate(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainerConfig:
@@ -152,7 +165,7 @@ def _validate(cfg: TrainerConfig) -> list[str]:
         if not ok:
             errors.append(message)
 
-    need(cfg.kind in KINDS, f"kind: must be one of {', '.join(KINDS)}, got {cfg.kind!r}")
+    need(cfg.kind in cfg.kinds, f"kind: must be one of {', '.join(cfg.kinds)}, got {cfg.kind!r}")
     need(
         isinstance(cfg.base_model, str) and cfg.base_model.strip() != "",
         "base_model: a local checkpoint path is required",
@@ -246,3 +259,90 @@ def _template_errors(template: Any) -> list[str]:
         if fields.count(name) != 1:
             errors.append(f"template: must contain {{{name}}} exactly once")
     return errors
+
+
+@dataclass
+class ModerationConfig(TrainerConfig):
+    """The QA-moderation classifier: 14 harm categories, multi-label, on `beavertails` rows.
+
+    The defaults suit the offline MiniLM encoder on CPU: 256 tokens (what downstream papers judge with),
+    a larger batch and learning rate than a pairwise scorer needs.
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = (MODERATION,)
+
+    max_length: int = 256
+    epochs: float = 3.0
+    per_device_batch_size: int = 32
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    l2_coeff: float = 0.0
+    # Several labels of one QA pair (a raw export, BeaverTails' 330k split): train on their consensus,
+    # or on soft targets (the share of labels that marked each category).
+    targets: str = "consensus"
+    # Per-category weight of the positive examples in the loss: "balanced" (negatives / positives in
+    # the training targets, at most pos_weight_max), "none", or {category key: weight}.
+    pos_weight: Any = "balanced"
+    pos_weight_max: float = 10.0
+    # Thresholds, one per category, chosen on a validation slice of the train split (by prompt):
+    # "f1" maximises each category's F1, "recall" takes the highest threshold that reaches target_recall,
+    # "fixed" keeps 0.5. The model always carries 0.5 as the plain default too.
+    threshold_strategy: str = "f1"
+    target_recall: float = 0.9
+    validation_split: float = 0.1
+
+    def validation_errors(self) -> list[str]:
+        errors = _validate(self)
+        if self.targets not in TARGET_MODES:
+            errors.append(f"targets: must be one of {', '.join(TARGET_MODES)}, got {self.targets!r}")
+        if self.threshold_strategy not in THRESHOLD_STRATEGIES:
+            errors.append(
+                f"threshold_strategy: must be one of {', '.join(THRESHOLD_STRATEGIES)}, got {self.threshold_strategy!r}"
+            )
+        if not _is_number(self.target_recall) or not 0 < self.target_recall <= 1:
+            errors.append(f"target_recall: must be in (0, 1], got {self.target_recall!r}")
+        if not _is_number(self.validation_split) or not 0 <= self.validation_split < 1:
+            errors.append(f"validation_split: must be in [0, 1), got {self.validation_split!r}")
+        if not _is_number(self.pos_weight_max) or self.pos_weight_max < 1:
+            errors.append(f"pos_weight_max: must be at least 1, got {self.pos_weight_max!r}")
+        errors.extend(_pos_weight_errors(self.pos_weight))
+        return errors
+
+
+def _pos_weight_errors(value: Any) -> list[str]:
+    from annotate.categories import CATEGORY_KEYS
+
+    if value in ("balanced", "none"):
+        return []
+    if not isinstance(value, dict):
+        return [f'pos_weight: "balanced", "none" or an object of category weights, got {value!r}']
+    errors = [f"pos_weight: unknown category {key!r}" for key in value if key not in CATEGORY_KEYS]
+    errors += [
+        f"pos_weight: the weight of {key} must be a positive number, got {weight!r}"
+        for key, weight in value.items()
+        if key in CATEGORY_KEYS and (not _is_number(weight) or weight <= 0)
+    ]
+    return errors
+
+
+CONFIG_CLASSES: dict[str, type[TrainerConfig]] = {
+    **dict.fromkeys(KINDS, TrainerConfig),
+    MODERATION: ModerationConfig,
+}
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainerConfig:
+    """The recipe of whatever kind `data` names (a reward or cost TrainerConfig, or a ModerationConfig)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"invalid trainer config: expected an object, got {type(data).__name__}")
+    return CONFIG_CLASSES.get(str(data.get("kind")), TrainerConfig).from_dict(data)
+
+
+def config_from_json_file(path: str | os.PathLike[str]) -> TrainerConfig:
+    with open(path, encoding="utf-8") as fh:
+        try:
+            data = json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"invalid trainer config: {path} is not JSON ({exc})") from exc
+    return config_from_dict(data)

@@ -32,7 +32,8 @@ PAIR_COLUMNS = ("prompt", "higher", "lower", "higher_safe", "lower_safe")
 TOKEN_COLUMNS = ("higher_input_ids", "lower_input_ids", "higher_sign", "lower_sign", "length")
 
 
-def _builder_for(path: str) -> str:
+def builder_for(path: str) -> str:
+    """The `datasets` builder that reads a data file, by its name."""
     name = path.lower()
     if name.endswith(".gz"):
         name = name[: -len(".gz")]
@@ -52,7 +53,7 @@ def load_rows(files: Sequence[str | os.PathLike[str]], *, cache_dir: str | None 
         path = os.fspath(file)
         if not os.path.isfile(path):
             raise ValueError(f"{path}: no such file")
-        builder = _builder_for(path)
+        builder = builder_for(path)
         try:
             part = datasets.load_dataset(builder, data_files=[path], split="train", cache_dir=cache_dir)
         except Exception as exc:  # datasets wraps parser errors in several types

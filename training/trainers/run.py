@@ -31,7 +31,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from training.trainers.config import CONFIG_FILE, TrainerConfig
+from training.trainers.config import (
+    CONFIG_FILE,
+    MODERATION,
+    ModerationConfig,
+    TrainerConfig,
+    config_from_dict,
+    config_from_json_file,
+)
 from training.trainers.launch import (
     EXIT_CANCELLED,
     EXIT_ERROR,
@@ -166,8 +173,22 @@ def train(
 
     The artifact, out_dir/model, is a standard checkpoint (`from_pretrained` loads it) with its
     tokenizer and trainer_config.json; evaluation goes to out_dir/eval/ (eval.json and PNG histogram).
-    Raises ValueError for an invalid config or data.
+    Raises ValueError for an invalid config or data. A moderation config trains the QA-moderation
+    classifier instead (training.trainers.moderation), under the same contract.
     """
+    if config.kind == MODERATION:
+        from training.trainers.moderation import train_moderation
+
+        assert isinstance(config, ModerationConfig)
+        return train_moderation(
+            config,
+            train_files=train_files,
+            test_files=test_files,
+            progress=progress,
+            progress_file=progress_file,
+            should_stop=should_stop,
+            resume=resume,
+        )
     import numpy as np
     from transformers import set_seed
 
@@ -295,7 +316,7 @@ def _check_resume(out: Path, config: TrainerConfig, checkpoint: str | None) -> N
     if checkpoint is None or not saved.is_file():
         return
     try:
-        previous = TrainerConfig.from_dict(json.loads(saved.read_text(encoding="utf-8")))
+        previous = config_from_dict(json.loads(saved.read_text(encoding="utf-8")))
     except (ValueError, json.JSONDecodeError):
         return
     if previous.hash() != config.hash():
@@ -312,7 +333,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--config", required=True, help="TrainerConfig as a JSON file")
     parser.add_argument(
-        "--train", action="append", required=True, help="pku-saferlhf file or folder (repeat)"
+        "--train",
+        action="append",
+        required=True,
+        help="pku-saferlhf (reward, cost) or beavertails (moderation) file or folder (repeat)",
     )
     parser.add_argument("--test", action="append", default=[], help="test split file or folder (repeat)")
     parser.add_argument("--output-dir", help="overrides the config's output_dir")
@@ -337,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
 
     try:
-        config = TrainerConfig.from_json_file(ns.config)
+        config = config_from_json_file(ns.config)
         if ns.output_dir:
             config = config.replace(output_dir=ns.output_dir)
     except (OSError, ValueError) as exc:
