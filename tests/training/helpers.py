@@ -107,14 +107,13 @@ def write_parquet(rows: list[dict[str, Any]], path: Path) -> Path:
 def _corpus() -> list[str]:
     rows = synthetic_rows(200, seed=123)
     return [r[k] for r in rows for k in ("prompt", "response_0", "response_1")] + [
-        "BEGINNING OF CONVERSATION: USER: ASSISTANT:",
-        " ".join(MODERATION_WORDS),
+        "BEGINNING OF CONVERSATION: USER: ASSISTANT:"
     ]
 
 
-def build_tiny_bert(path: Path, *, hidden_size: int = 32) -> Path:
+def build_tiny_bert(path: Path, *, hidden_size: int = 32, extra_words: tuple[str, ...] = ()) -> Path:
     """A 2-layer, 32-wide (or `hidden_size`) BERT encoder with a WordPiece tokenizer over the synthetic
-    vocabulary.
+    vocabulary (and `extra_words`, e.g. MODERATION_WORDS).
 
     The vocabulary is every word and character of the corpus, in sorted order: the WordPiece trainer
     breaks ties differently in each process, and a test model should be the same every run.
@@ -127,7 +126,7 @@ def build_tiny_bert(path: Path, *, hidden_size: int = 32) -> Path:
     pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     words = {
         word
-        for text in _corpus()
+        for text in [*_corpus(), " ".join(extra_words)]
         for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
     }
     chars = sorted({c for w in words for c in w})

@@ -196,7 +196,7 @@ def test_binary_metrics_say_undefined_rather_than_zero():
 def keyword_task(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("moderation")
     return {
-        "base": build_tiny_bert(root / "bert", hidden_size=64),
+        "base": build_tiny_bert(root / "bert", hidden_size=64, extra_words=MODERATION_WORDS),
         "train": write_jsonl(moderation_rows(1000, seed=1), root / "train.jsonl"),
         "test": write_jsonl(moderation_rows(240, seed=2), root / "test.jsonl"),
         "root": root,

@@ -16,7 +16,13 @@ from typing import Any
 
 import pytest
 
-from tests.training.helpers import build_tiny_bert, moderation_rows, synthetic_rows, write_jsonl
+from tests.training.helpers import (
+    MODERATION_WORDS,
+    build_tiny_bert,
+    moderation_rows,
+    synthetic_rows,
+    write_jsonl,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,7 +75,7 @@ def data(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("multiprocess")
     return {
         "root": root,
-        "bert": build_tiny_bert(root / "bert", hidden_size=64),
+        "bert": build_tiny_bert(root / "bert", hidden_size=64, extra_words=MODERATION_WORDS),
         "mod_train": write_jsonl(moderation_rows(1000, seed=11), root / "mod_train.jsonl"),
         "mod_test": write_jsonl(moderation_rows(200, seed=12), root / "mod_test.jsonl"),
         "pairs_train": write_jsonl(synthetic_rows(384, seed=1), root / "pairs_train.jsonl"),
