@@ -56,6 +56,11 @@ class Project(models.Model):
     agreement_recompute_labels = models.PositiveIntegerField(
         default=500, help_text="Recompute agreement statistics after this many new labels."
     )
+    annotators_may_moderate = models.BooleanField(
+        default=False,
+        help_text="Annotators may call the moderation API with this project's model (researchers and "
+        "admins always may).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -588,6 +593,7 @@ class AuditAction(models.TextChoices):
     MEMBERSHIP_SET = "membership.set", "Member added or role changed"
     MEMBERSHIP_REMOVE = "membership.remove", "Member removed"
     PROJECT_SETTINGS = "project.settings", "Project settings changed"
+    MODEL_ACTIVATE = "model.activate", "Model activated"
 
 
 class AuditEvent(models.Model):

@@ -110,6 +110,7 @@ EDITABLE_SETTINGS = (
     *_PROJECT_SETTINGS,
     "agreement_alert_threshold",
     "agreement_recompute_labels",
+    "annotators_may_moderate",
 )
 _OVERLAP_STAGES = {"overlap_stage1": Stage.CLASSIFY, "overlap_stage2": Stage.RANK}
 # Settings the stored agreement report depends on (Fleiss' kappa is over items with exactly k labels;

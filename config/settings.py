@@ -230,7 +230,11 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Training runs on GPU workers only (`-Q gpu`, docker-compose's worker-gpu).
-CELERY_TASK_ROUTES = {"training.run_job": {"queue": "gpu"}}
+CELERY_TASK_ROUTES = {
+    "training.run_job": {"queue": "gpu"},
+    # Scoring a project loads the moderation model with torch: where the models are.
+    "moderation.score_project": {"queue": "gpu"},
+}
 
 
 # --- Cache ------------------------------------------------------------------------------------------
@@ -297,6 +301,18 @@ TRAINING_MODEL_ROOTS = [
 for _root in TRAINING_MODEL_ROOTS:
     if not Path(_root).is_absolute():
         raise ImproperlyConfigured(f"TRAINING_MODEL_ROOTS must be absolute paths, got {_root!r}")
+
+# --- QA moderation (docs/moderation.md) --------------------------------------------------------------
+# Pairs per POST /api/v1/moderation/ (a larger batch is a 400 naming this limit), characters per prompt or
+# response (the model reads at most its max_length tokens anyway), and calls per token.
+MODERATION_MAX_BATCH = env_int("MODERATION_MAX_BATCH", 64, minimum=1)
+MODERATION_MAX_TEXT_CHARS = env_int("MODERATION_MAX_TEXT_CHARS", 20_000, minimum=100)
+MODERATION_RATE = env_str("MODERATION_RATE", "600/min")
+# Pairs per forward pass, and torch's threads in a process that serves moderation (0: torch's default).
+MODERATION_BATCH_SIZE = env_int("MODERATION_BATCH_SIZE", 32, minimum=1)
+MODERATION_TORCH_THREADS = env_int("MODERATION_TORCH_THREADS", 0, minimum=0)
+# A scoring run whose heartbeat is older than this lost its worker and may be run again.
+MODERATION_RUN_STALE_AFTER_S = env_int("MODERATION_RUN_STALE_AFTER_S", 600, minimum=60)
 
 # --- Snapshots (docs/exports.md) ---------------------------------------------------------------------
 # A queued snapshot's build message expires after this long; the reaper then fails the snapshot.

@@ -11,5 +11,6 @@ urlpatterns = [
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("annotate.api.urls")),
     path("api/v1/", include("training.urls")),
+    path("api/v1/", include("moderation.urls")),
     path("", include("frontend.urls")),
 ]

@@ -25,6 +25,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from annotate.access import DATA_ROLES, get_project_for_user
+from annotate.categories import HARM_CATEGORIES
 from annotate.models import Snapshot
 from frontend.views import HtmxHttpRequest, _project_context, render_page
 from training.access import get_snapshot_for_training, get_training_job_for_user
@@ -45,9 +46,17 @@ POLL_SECONDS = 3
 JOBS_SHOWN = 50
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
-_DEFAULTS = {
-    f.name: f.default for f in dataclasses.fields(TrainerConfig) if f.default is not dataclasses.MISSING
-}
+
+def _defaults(kind: str) -> dict[str, Any]:
+    """The kind's trainer defaults (a moderation classifier's differ from a pairwise scorer's)."""
+    config_class = KIND_SPECS[kind].config_class if kind in KIND_SPECS else TrainerConfig
+    return {
+        f.name: f.default for f in dataclasses.fields(config_class) if f.default is not dataclasses.MISSING
+    }
+
+
+# The moderation classifier's own settings, shown only for that kind.
+MODERATION_FIELDS = ("targets", "pos_weight", "threshold_strategy", "target_recall", "validation_split")
 # The settings the form shows; everything else (DeepSpeed, FSDP, logging) goes in "Other settings".
 FORM_FIELDS = (
     "base_model",
@@ -86,12 +95,14 @@ class TrainingJobForm(forms.Form):
 
     kind = forms.ChoiceField(
         choices=_kind_choices,
-        help_text="Reward: helpfulness (better_response_id). Cost: harmlessness (safer_response_id and each response's safety).",
+        help_text="Reward: helpfulness (better_response_id). Cost: harmlessness (safer_response_id and each "
+        "response's safety). QA moderation: the 14 harm categories of a question-answer pair.",
     )
     snapshot = forms.ModelChoiceField(
         queryset=Snapshot.objects.none(),
         empty_label=None,
-        help_text="A succeeded pku-saferlhf snapshot: its train split trains, its test split evaluates.",
+        help_text="A succeeded snapshot (pku-saferlhf for reward and cost; beavertails or raw for moderation): "
+        "its train split trains, its test split evaluates.",
     )
     base_model = forms.CharField(
         max_length=1000,
@@ -128,6 +139,40 @@ class TrainingJobForm(forms.Form):
         max_length=2000,
         help_text="How a prompt and a response become the scored text: {prompt} and {response} once each.",
     )
+    targets = forms.ChoiceField(
+        label="Targets from several labels",
+        choices=[
+            ("consensus", "The consensus (majority per category)"),
+            ("soft", "Soft: the share of labels"),
+        ],
+        help_text="How the labels of one QA pair (a raw export repeats a pair per worker) become its target.",
+    )
+    pos_weight = forms.ChoiceField(
+        label="Weight of positives",
+        choices=[("balanced", "Balanced per category (negatives / positives, at most 10)"), ("none", "None")],
+        help_text='Rare categories are otherwise learnt as "never". Per-category weights: {"pos_weight": {...}} below.',
+    )
+    threshold_strategy = forms.ChoiceField(
+        label="Thresholds",
+        choices=[
+            ("f1", "Per category, best F1 on the validation slice"),
+            ("recall", "Per category, the target recall"),
+            ("fixed", "0.5 for every category"),
+        ],
+    )
+    target_recall = forms.FloatField(
+        min_value=0.01,
+        max_value=1,
+        widget=forms.NumberInput(attrs={"step": "any"}),
+        help_text="With target recall.",
+    )
+    validation_split = forms.FloatField(
+        label="Validation share of the train split",
+        min_value=0,
+        max_value=0.9,
+        widget=forms.NumberInput(attrs={"step": "any"}),
+        help_text="Prompts held out of training to choose the thresholds.",
+    )
     progress_timeout_minutes = forms.IntegerField(
         label="Stop as hung after (minutes without progress)",
         required=False,
@@ -143,15 +188,28 @@ class TrainingJobForm(forms.Form):
         help_text='More trainer settings as a JSON object, e.g. {"deepspeed": "/cfg/zero2.json", "save_steps": 200}.',
     )
 
-    def __init__(self, *args: Any, snapshots: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, snapshots: Any, kind: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.job_kind = kind
+        if kind != JobKind.MODERATION:
+            for name in MODERATION_FIELDS:
+                del self.fields[name]
         field = self.fields["snapshot"]
-        field.queryset = snapshots  # type: ignore[attr-defined]
+        field.queryset = snapshots.filter(format__in=KIND_SPECS[kind].snapshot_formats)  # type: ignore[attr-defined]
         field.label_from_instance = _snapshot_label  # type: ignore[attr-defined]
-        for name in FORM_FIELDS:
-            if name in _DEFAULTS and name != "base_model":
-                self.fields[name].initial = _DEFAULTS[name]
+        defaults = _defaults(kind)
+        for name in self.config_fields():
+            if name in defaults and name != "base_model":
+                self.fields[name].initial = defaults[name]
+        self.fields["kind"].initial = kind
+        # Choosing another kind reloads the form with that kind's defaults and snapshots.
+        self.fields["kind"].widget.attrs.update(
+            {"hx-get": "", "hx-trigger": "change", "hx-target": "#job-form", "hx-swap": "outerHTML"}
+        )
         self.fields["base_model"].widget.attrs["placeholder"] = default_base_model() or "/models/my-encoder"
+
+    def config_fields(self) -> tuple[str, ...]:
+        return FORM_FIELDS + (MODERATION_FIELDS if self.job_kind == JobKind.MODERATION else ())
 
     def clean_extra(self) -> dict[str, Any]:
         raw = (self.cleaned_data.get("extra") or "").strip()
@@ -166,7 +224,7 @@ class TrainingJobForm(forms.Form):
         return value
 
     def config(self) -> dict[str, Any]:
-        data = {name: self.cleaned_data[name] for name in FORM_FIELDS}
+        data = {name: self.cleaned_data[name] for name in self.config_fields()}
         if not data["base_model"]:
             del data["base_model"]
         return {**data, **self.cleaned_data["extra"]}
@@ -204,6 +262,18 @@ def _job_context(job: TrainingJob) -> dict[str, Any]:
         "eval_json": next((f for f in files if f.get("name") == "eval.json"), None),
         "artifact": getattr(job, "artifact", None) if job.status == JobStatus.SUCCEEDED else None,
         "config_rows": sorted((job.config or {}).items()),
+        "moderation": _moderation_evaluation(evaluation.get("moderation")),
+    }
+
+
+def _moderation_evaluation(evaluation: Any) -> dict[str, Any] | None:
+    """A moderation job's evaluation for its page: the per-category table in the released order."""
+    if not isinstance(evaluation, dict):
+        return None
+    per_category = evaluation.get("per_category") or {}
+    return {
+        **evaluation,
+        "rows": [(c.label, c.key, per_category.get(c.key, {})) for c in HARM_CATEGORIES],
     }
 
 
@@ -236,7 +306,10 @@ def training_new(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     initial: dict[str, Any] = {"kind": request.GET.get("kind", JobKind.REWARD)}
     if (snapshot_id := request.GET.get("snapshot", "")).isdigit():
         initial["snapshot"] = int(snapshot_id)
-    form = TrainingJobForm(request.POST or None, snapshots=snapshots, initial=initial)
+    kind = request.POST.get("kind") or initial["kind"]
+    if kind not in KIND_SPECS:
+        kind = JobKind.REWARD
+    form = TrainingJobForm(request.POST or None, snapshots=snapshots, initial=initial, kind=kind)
     if request.method == "POST" and form.is_valid():
         # The access helper again: the form's queryset already limits it to this project.
         snapshot = get_snapshot_for_training(request.user, form.cleaned_data["snapshot"].pk, project=project)
@@ -255,7 +328,14 @@ def training_new(request: HtmxHttpRequest, slug: str) -> HttpResponse:
             messages.success(request, f"Training job #{job.pk} is queued for a GPU worker.")
             url = reverse("frontend:training-job", args=[project.slug, job.pk])
             return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
-    context = {**_project_context(project), "form": form, "has_snapshots": snapshots.exists()}
+    context = {
+        **_project_context(project),
+        "form": form,
+        "kind": kind,
+        "kinds": _kind_choices(),
+        "has_snapshots": form.fields["snapshot"].queryset.exists(),  # type: ignore[attr-defined]
+        "wanted_formats": " or ".join(KIND_SPECS[kind].snapshot_formats),
+    }
     return render_page(request, "frontend/training_new.html", context, partial="job-form")
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from frontend import dashboard, gold, labelling, snapshots, training, views
+from frontend import dashboard, gold, labelling, moderation, snapshots, training, views
 
 app_name = "frontend"
 
@@ -51,6 +51,13 @@ urlpatterns = [
         training.training_job_file,
         name="training-job-file",
     ),
+    path("projects/<slug:slug>/moderation/", moderation.moderation_page, name="moderation"),
+    path(
+        "projects/<slug:slug>/moderation/models/<int:model_id>/activate/",
+        moderation.moderation_activate,
+        name="moderation-activate",
+    ),
+    path("projects/<slug:slug>/moderation/score/", moderation.moderation_score, name="moderation-score"),
     path("projects/<slug:slug>/datasets/", snapshots.snapshot_list, name="snapshots"),
     path(
         "projects/<slug:slug>/datasets/<int:snapshot_id>/status/",

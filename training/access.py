@@ -11,7 +11,7 @@ from django.http import Http404
 
 from annotate.access import DATA_ROLES, AnyUser, get_project_for_user
 from annotate.models import Project, Snapshot
-from training.models import TrainingJob
+from training.models import RegisteredModel, TrainingJob
 
 
 def get_training_job_for_user(user: AnyUser, job_id: int) -> TrainingJob:
@@ -41,3 +41,14 @@ def get_snapshot_for_training(user: AnyUser, snapshot_id: int, *, project: Proje
         raise Http404("No such snapshot.")
     snapshot.project = get_project_for_user(user, snapshot.project.slug, roles=DATA_ROLES)
     return snapshot
+
+
+def get_model_for_user(user: AnyUser, model_id: int) -> RegisteredModel:
+    """A registered model, for a researcher or admin of the project it was trained in (404 / 403)."""
+    if not user.is_authenticated:
+        raise Http404("No such model.")
+    model = RegisteredModel.objects.select_related("snapshot__project", "job").filter(pk=model_id).first()
+    if model is None:
+        raise Http404("No such model.")
+    model.snapshot.project = get_project_for_user(user, model.snapshot.project.slug, roles=DATA_ROLES)
+    return model

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 from django.urls import reverse
@@ -20,10 +21,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate.access import DATA_ROLES, get_project_for_user
-from training.access import get_snapshot_for_training, get_training_job_for_user
+from training.access import get_model_for_user, get_snapshot_for_training, get_training_job_for_user
 from training.models import JobKind, RegisteredModel, TrainingJob
-from training.selectors import jobs_for_project
-from training.services import training_job_cancel, training_job_create, training_job_retry
+from training.selectors import jobs_for_project, models_for_user
+from training.services import model_activate, training_job_cancel, training_job_create, training_job_retry
 from training.state import allowed_transitions
 
 
@@ -250,3 +251,83 @@ class TrainingJobFileApi(APIView):
         job = get_training_job_for_user(request.user, job_id)
         entry = eval_file_entry(job, name)
         return FileResponse(default_storage.open(entry["path"], "rb"), content_type=entry.get("content_type"))
+
+
+# --- The model registry ---------------------------------------------------------------------------------
+
+
+class RegistryModelOutput(serializers.ModelSerializer):
+    """A registered model as the registry lists it, with where it is active."""
+
+    project = serializers.CharField(source="snapshot.project.slug")
+    job = serializers.IntegerField(source="job_id")
+    metrics = serializers.SerializerMethodField()
+    active = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RegisteredModel
+        fields = ["id", "kind", "base_model", "path", "snapshot", "project", "job", "config_hash", "metrics",
+                  "active", "created_at"]  # fmt: skip
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_metrics(self, model: RegisteredModel) -> dict[str, Any]:
+        """The test-split headline figures (the full evaluation is on the job)."""
+        return dict((model.eval_metrics or {}).get("metrics", {}))
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_active(self, model: RegisteredModel) -> list[str]:
+        """Where it is the active model: project slugs, and "platform"."""
+        return [a.project.slug if a.project is not None else "platform" for a in model.activations.all()]
+
+
+class ModelListApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("kind", str, required=False, enum=[k.value for k in JobKind]),
+            OpenApiParameter(
+                "project", str, required=False, description="Only models trained in this project."
+            ),
+        ],
+        responses=RegistryModelOutput(many=True),
+        description="Trained models of the projects where you are a researcher or admin, newest first.",
+    )
+    def get(self, request: Request) -> Response:
+        models = models_for_user(request.user, kind=request.query_params.get("kind") or None)
+        if slug := request.query_params.get("project"):
+            project = get_project_for_user(request.user, slug, roles=DATA_ROLES)
+            models = models.filter(snapshot__project=project)
+        models = models.prefetch_related("activations__project")[:200]
+        return Response(RegistryModelOutput(models, many=True).data)
+
+
+class ModelActivateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        project = serializers.SlugField(
+            required=False,
+            allow_null=True,
+            help_text="Where it becomes active (default: the project it was trained in).",
+        )
+        platform = serializers.BooleanField(
+            default=False,
+            help_text="Make it the platform's model instead (superusers), for projects without their own.",
+        )
+
+    @extend_schema(request=InputSerializer, responses=RegistryModelOutput)
+    def post(self, request: Request, model_id: int) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        model = get_model_for_user(request.user, model_id)
+        if data.validated_data["platform"]:
+            if not getattr(request.user, "is_superuser", False):
+                raise PermissionDenied("Only a superuser may set the platform's model.")
+            project = None
+        else:
+            slug = data.validated_data.get("project") or model.snapshot.project.slug
+            project = get_project_for_user(request.user, slug, roles=DATA_ROLES)
+        model_activate(model=model, project=project, actor=request.user)
+        model = (
+            RegisteredModel.objects.prefetch_related("activations__project")
+            .select_related("snapshot__project")
+            .get(pk=model.pk)
+        )
+        return Response(RegistryModelOutput(model).data)

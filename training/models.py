@@ -111,3 +111,36 @@ class RegisteredModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} model from job {self.job_id}"
+
+
+class ModelActivation(models.Model):
+    """Which registered model of a kind is active: for one project, or (project empty) for the platform.
+
+    A project without its own active model uses the platform's. Only the model service writes these
+    (training.services.model_activate), which audits each change."""
+
+    kind = models.CharField(max_length=16, choices=JobKind.choices)
+    project = models.ForeignKey(
+        "annotate.Project", null=True, blank=True, on_delete=models.CASCADE, related_name="model_activations"
+    )
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="activations")
+    activated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    activated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "project"],
+                name="modelactivation_one_per_project",
+                condition=Q(project__isnull=False),
+            ),
+            models.UniqueConstraint(
+                fields=["kind"], name="modelactivation_one_for_platform", condition=Q(project__isnull=True)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = f"project {self.project_id}" if self.project_id else "the platform"
+        return f"active {self.kind} model {self.model_id} for {scope}"

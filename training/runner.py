@@ -25,7 +25,6 @@ from django.db import InterfaceError, OperationalError, connection
 
 from training import services, state
 from training.models import JobStatus, TrainingJob
-from training.selectors import snapshot_data_files
 from training.supervisor import Directive, Outcome, Poll, supervise
 from training.trainers.config import config_from_dict
 
@@ -162,7 +161,7 @@ def _prepare(job: TrainingJob) -> Prepared:
     partial = out / f".{FENCE_FILE}.{job.attempts}"
     partial.write_text(f"{job.attempts}\n", encoding="utf-8")
     partial.replace(fence)
-    files = snapshot_data_files(job.snapshot)
+    files = services.job_data_files(job.snapshot, job.kind)
     train = [_local_path(entry, out / "data") for entry in files["train"]]
     test = [_local_path(entry, out / "data") for entry in files["test"]]
     if not train:

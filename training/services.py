@@ -22,13 +22,15 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Q
+from django.dispatch import Signal
 from django.utils import timezone
 
-from annotate.models import ExportFormat, Snapshot, SnapshotStatus
+from annotate.audit import audit_record
+from annotate.models import AuditAction, ExportFormat, Snapshot, SnapshotStatus
 from training import state
-from training.models import JobKind, JobStatus, RegisteredModel, TrainingJob
+from training.models import JobKind, JobStatus, ModelActivation, RegisteredModel, TrainingJob
 from training.selectors import snapshot_data_files
-from training.trainers.config import TrainerConfig
+from training.trainers.config import ModerationConfig, TrainerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -53,17 +55,42 @@ RESERVED_CONFIG_FIELDS = ("output_dir",)
 
 @dataclass(frozen=True)
 class KindSpec:
-    """What a job kind trains on and with which trainer. Moderation and PPO-Lag add their own."""
+    """What a job kind trains on and with which trainer config.
+
+    `files`: for each snapshot format the kind trains on, which of the snapshot's file configs hold its
+    rows ("default" for the released formats; a raw export's stage-1 labels are "stage1")."""
 
     kind: str
-    snapshot_format: str
+    files: dict[str, str]
     config_class: type[TrainerConfig]
 
+    @property
+    def snapshot_formats(self) -> tuple[str, ...]:
+        return tuple(self.files)
 
+
+_PREFERENCES: dict[str, str] = {ExportFormat.PKU_SAFERLHF: "default"}
 KIND_SPECS: dict[str, KindSpec] = {
-    JobKind.REWARD: KindSpec(JobKind.REWARD, ExportFormat.PKU_SAFERLHF, TrainerConfig),
-    JobKind.COST: KindSpec(JobKind.COST, ExportFormat.PKU_SAFERLHF, TrainerConfig),
+    JobKind.REWARD: KindSpec(JobKind.REWARD, _PREFERENCES, TrainerConfig),
+    JobKind.COST: KindSpec(JobKind.COST, _PREFERENCES, TrainerConfig),
+    # The classifier reads beavertails rows: the consensus export, or every worker's stage-1 label
+    # (a raw export), which its trainer folds into consensus or soft targets.
+    JobKind.MODERATION: KindSpec(
+        JobKind.MODERATION,
+        {ExportFormat.BEAVERTAILS: "default", ExportFormat.RAW: "stage1"},
+        ModerationConfig,
+    ),
 }
+# Kinds of which one model is active per project (or for the platform), for the services that use it.
+ACTIVATABLE_KINDS = (JobKind.MODERATION,)
+# Sent after the commit that made `model` active for project `project_id` (None: the platform), so that
+# what depends on the active model (queue priorities, scores) follows without this app knowing it.
+model_activated = Signal()
+
+
+def job_data_files(snapshot: Snapshot, kind: str) -> dict[str, list[dict[str, Any]]]:
+    """The snapshot's train and test files that a job of `kind` reads."""
+    return snapshot_data_files(snapshot, config=KIND_SPECS[kind].files.get(snapshot.format, "default"))
 
 
 def default_base_model() -> str:
@@ -156,17 +183,18 @@ def validate_config(kind: str, config: Any) -> TrainerConfig:
 
 
 def _check_snapshot(snapshot: Snapshot, spec: KindSpec) -> None:
-    if snapshot.format != spec.snapshot_format:
+    if snapshot.format not in spec.snapshot_formats:
+        wanted = " or ".join(spec.snapshot_formats)
         raise ValidationError(
             {
                 "snapshot": [
-                    f"A {spec.kind} model trains on a {spec.snapshot_format} snapshot; this one is {snapshot.format}."
+                    f"A {spec.kind} model trains on a {wanted} snapshot; this one is {snapshot.format}."
                 ]
             }
         )
     if snapshot.status != SnapshotStatus.SUCCEEDED:
         raise ValidationError({"snapshot": [f"The snapshot is {snapshot.status}; train on a succeeded one."]})
-    if not snapshot_data_files(snapshot)["train"]:
+    if not job_data_files(snapshot, spec.kind)["train"]:
         raise ValidationError({"snapshot": ["The snapshot has no train split rows to train on."]})
 
 
@@ -398,6 +426,8 @@ def evaluation_summary(result: dict[str, Any]) -> dict[str, Any]:
     return {
         "metrics": evaluation.get("metrics", {}),
         "histogram": evaluation.get("histogram", {}),
+        # The moderation classifier's full evaluation (per category, flagged, calibration, thresholds).
+        **({"moderation": evaluation["moderation"]} if "moderation" in evaluation else {}),
         "train": {k: v for k, v in train_metrics.items() if _is_number(v)},
         "global_step": result.get("global_step"),
         "train_pairs": result.get("train_pairs"),
@@ -515,3 +545,55 @@ def _fail_expired_in_queue(now: datetime) -> list[int]:
         logger.warning("training job %s: %s", job.pk, reason)
         failed.append(job.pk)
     return failed
+
+
+# --- The registry's active models ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def model_activate(*, model: RegisteredModel, project: Any | None, actor: Any = None) -> ModelActivation:
+    """Make `model` the active one of its kind for `project`, or for the platform (project None).
+
+    The caller checked who may: a researcher or admin of the project (and of the model's project), a
+    superuser for the platform. Recorded in the audit log with the model it replaced."""
+    if model.kind not in ACTIVATABLE_KINDS:
+        raise ValidationError(
+            {
+                "model": [
+                    f"Only {', '.join(ACTIVATABLE_KINDS)} models are activated; this one is {model.kind}."
+                ]
+            }
+        )
+    current = (
+        ModelActivation.objects.select_for_update()
+        .filter(kind=model.kind, project=project)
+        .select_related("model")
+        .first()
+    )
+    previous = current.model_id if current is not None else None
+    now = timezone.now()
+    if current is None:
+        current = ModelActivation.objects.create(
+            kind=model.kind, project=project, model=model, activated_by=actor_or_none(actor), activated_at=now
+        )
+    else:
+        current.model, current.activated_by, current.activated_at = model, actor_or_none(actor), now
+        current.save(update_fields=["model", "activated_by", "activated_at"])
+    if previous != model.pk:
+        audit_record(
+            project=project,
+            actor=actor,
+            action=AuditAction.MODEL_ACTIVATE,
+            target=f"{model.kind}:{'platform' if project is None else project.pk}",
+            old={"model": previous},
+            new={"model": model.pk},
+        )
+        project_id = project.pk if project is not None else None
+        transaction.on_commit(
+            lambda: model_activated.send(sender=RegisteredModel, model=model, project_id=project_id)
+        )
+    return current
+
+
+def actor_or_none(actor: Any) -> Any:
+    return actor if actor is not None and getattr(actor, "is_authenticated", False) else None

@@ -10,4 +10,6 @@ urlpatterns = [
     path("training-jobs/<int:job_id>/cancel/", api.TrainingJobCancelApi.as_view(), name="job-cancel"),
     path("training-jobs/<int:job_id>/retry/", api.TrainingJobRetryApi.as_view(), name="job-retry"),
     path("training-jobs/<int:job_id>/files/<str:name>", api.TrainingJobFileApi.as_view(), name="job-file"),
+    path("models/", api.ModelListApi.as_view(), name="model-list"),
+    path("models/<int:model_id>/activate/", api.ModelActivateApi.as_view(), name="model-activate"),
 ]
