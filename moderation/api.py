@@ -129,6 +129,7 @@ class ModelRefOutput(serializers.Serializer):
     project = serializers.CharField(source="snapshot.project.slug")
     created_at = serializers.DateTimeField()
     thresholds = serializers.CharField()
+    precision = serializers.CharField(help_text='"float32", or "int8" (the model served quantized on a CPU).')
 
 
 class ModerationOutput(serializers.Serializer):
@@ -193,10 +194,11 @@ class ModerationApi(APIView):
                 status=status.HTTP_503_SERVICE_UNAVAILABLE,
             )  # fmt: skip
         try:
-            results = moderate(
+            results, precision = moderate(
                 model=model, items=data.validated_data["pairs"], thresholds=data.validated_data["thresholds"]
             )
         except ModelUnavailable as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         model.thresholds = data.validated_data["thresholds"]  # type: ignore[attr-defined]
+        model.precision = precision  # type: ignore[attr-defined]
         return Response(ModerationOutput({"model": model, "results": results}).data)

@@ -67,7 +67,9 @@ def scorer_for(model: RegisteredModel) -> ModerationScorer:
 
         started = time.perf_counter()
         try:
-            scorer = ModerationScorer(path, threads=settings.MODERATION_TORCH_THREADS or None)
+            scorer = ModerationScorer(
+                path, threads=settings.MODERATION_TORCH_THREADS or None, int8=settings.MODERATION_CPU_INT8
+            )
         except (OSError, ValueError) as exc:
             raise ModelUnavailable(
                 f"moderation model {model.pk} cannot be loaded from {path}: {exc}"
@@ -83,12 +85,15 @@ def scorer_for(model: RegisteredModel) -> ModerationScorer:
 
 def moderate(
     *, model: RegisteredModel, items: Sequence[tuple[str, str]], thresholds: str = "tuned"
-) -> list[dict[str, Any]]:
-    """The hosted-moderation answer for each (prompt, response): flagged, categories, category_scores."""
+) -> tuple[list[dict[str, Any]], str]:
+    """The hosted-moderation answer for each (prompt, response) (flagged, categories, category_scores),
+    and the precision that scored them ("float32", or "int8" on a CPU)."""
     if model.kind != JobKind.MODERATION:
         raise ValidationError(f"Model {model.pk} is a {model.kind} model, not a moderation model.")
     scorer = scorer_for(model)
-    return scorer.results(items, thresholds=thresholds, batch_size=settings.MODERATION_BATCH_SIZE)
+    return scorer.results(
+        items, thresholds=thresholds, batch_size=settings.MODERATION_BATCH_SIZE
+    ), scorer.precision
 
 
 # --- Scoring a whole project ------------------------------------------------------------------------------

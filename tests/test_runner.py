@@ -38,6 +38,8 @@ def runner_env(var_dir: Path) -> dict[str, str]:
     }
     env = {k: v for k, v in os.environ.items() if k not in unset and not k.startswith("PYTEST_")}
     env.update(BEAVERLAB_VAR_DIR=str(var_dir), DJANGO_SETTINGS_MODULE="config.settings", PYTHONUNBUFFERED="1")
+    # The demo policy's build (tests/annotate/test_seed_demo.py covers it) would add half a minute here.
+    env.update(BEAVERLAB_DEMO_POLICY_EPOCHS="0")
     return env
 
 

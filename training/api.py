@@ -153,14 +153,16 @@ class TrainingJobDetailOutput(TrainingJobOutput):
 class TrainingJobListCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         snapshot = serializers.IntegerField(
-            help_text="Id of a succeeded snapshot (pku-saferlhf for reward and cost)."
+            help_text="Id of a succeeded snapshot: pku-saferlhf for reward and cost; beavertails or raw for "
+            "moderation; pku-saferlhf or beavertails (its prompts) for a ppo_lag policy."
         )
         kind = serializers.ChoiceField(choices=JobKind.choices)
         config = serializers.DictField(
             required=False,
             default=dict,
             help_text="Trainer settings (docs/training.md); unset ones take their defaults. "
-            "base_model defaults to the bundled all-MiniLM-L6-v2.",
+            "base_model defaults to the bundled all-MiniLM-L6-v2 (a ppo_lag policy: the demo policy). A ppo_lag "
+            "job names its score models by registry id, reward_model_id and cost_model_id (docs/ppo-lag.md).",
         )
         progress_timeout_s = serializers.IntegerField(
             required=False,

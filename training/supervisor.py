@@ -27,6 +27,7 @@ import enum
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import time
@@ -128,6 +129,10 @@ class ProgressTail:
         return records
 
 
+# Terminal colour and cursor codes (transformers' load reports use them): noise on a web page.
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
 class LogTail:
     """Keeps the last `lines` lines of a growing log file, reading only what was appended."""
 
@@ -149,7 +154,7 @@ class LogTail:
             return False
         self.offset += len(chunk)
         # Progress bars redraw with \r: keep what the line finally showed.
-        text = self.partial + chunk.decode("utf-8", errors="replace")
+        text = _TERMINAL_CODES.sub("", self.partial + chunk.decode("utf-8", errors="replace"))
         parts = text.split("\n")
         self.partial = parts.pop()
         for line in parts:

@@ -45,6 +45,13 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def no_demo_policy(settings, tmp_path):
+    # Building the demo policy takes seconds: only the test of it builds one.
+    settings.DEMO_POLICY_DIR = tmp_path / "no-policy"
+    settings.DEMO_POLICY_EPOCHS = 0
+
+
 def seed(*args: str) -> str:
     out = io.StringIO()
     call_command("seed_demo", *args, stdout=out)
@@ -114,3 +121,24 @@ def test_it_says_which_data_is_missing(settings, tmp_path):
     with pytest.raises(CommandError, match="demo data is missing"):
         seed()
     assert not Project.objects.exists()
+
+
+def test_it_builds_the_demo_policy_once(settings, tmp_path):
+    """The policy a PPO-Lag job starts from when it names none: a small Llama that has read the demo's
+    answers, built on the first seed and kept after it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.services import default_policy_model
+
+    settings.DEMO_POLICY_DIR = tmp_path / "models" / "demo-policy"
+    settings.DEMO_POLICY_EPOCHS = 1
+    out = seed()
+    assert "demo policy: built a small Llama from 172 demo answers" in out
+    assert default_policy_model() == str(settings.DEMO_POLICY_DIR)
+    tokenizer = AutoTokenizer.from_pretrained(settings.DEMO_POLICY_DIR)
+    model = AutoModelForCausalLM.from_pretrained(settings.DEMO_POLICY_DIR)
+    text = "How do I steal a car?"
+    assert tokenizer.decode(tokenizer(text)["input_ids"]) == text  # byte-level BPE: any text round-trips
+    assert model.config.vocab_size == len(tokenizer) and tokenizer.eos_token == "</s>"
+    assert not (tmp_path / "models" / "demo-policy.partial").exists()
+    assert "demo policy: already built" in seed()

@@ -14,8 +14,10 @@ import signal
 from pathlib import Path
 
 import pytest
+from django.db import transaction
 from transformers import AutoModelForSequenceClassification
 
+from annotate.categories import CATEGORY_KEYS
 from tests.celery.conftest import wait_for
 from tests.factories import ProjectFactory, UserFactory
 from tests.training.helpers import build_tiny_bert
@@ -218,3 +220,114 @@ def test_a_killed_trainer_fails_the_job_and_a_retry_resumes_from_its_checkpoint(
     steps = [p["step"] for p in job.metrics if p["event"] == "log"]
     assert steps == list(range(1, len(steps) + 1))
     assert TrainingJob.objects.get(pk=job.pk).attempts == 1
+
+
+def test_a_moderation_job_trains_registers_and_scores_the_project(
+    live_worker, tiny_model, transactional_db, monkeypatch, training_env
+):
+    """The classifier through the same job system: a worker trains it from a beavertails snapshot and
+    registers it; activated, it scores the project's QA pairs in a task on the worker and answers the API."""
+    from rest_framework.test import APIClient
+
+    from annotate.models import ExportFormat
+    from moderation.models import ModerationScore, ScoringRun, ScoringRunStatus
+    from moderation.services import scoring_run_create
+    from moderation.tasks import score_project
+    from tests.factories import PromptFactory, QAPairFactory, Stage1WorkItemFactory, annotator
+    from tests.training.helpers import MODERATION_WORDS, moderation_rows
+    from training.services import model_activate
+
+    monkeypatch.setattr(run_job, "delay", lambda job_id: live_worker.send(run_job, job_id))
+    monkeypatch.setattr(score_project, "delay", lambda run_id: live_worker.send(score_project, run_id))
+    project = ProjectFactory()
+    researcher = annotator(project, "moderation_researcher", role="researcher")
+    snapshot = make_pku_snapshot(
+        project, train_rows=200, test_rows=60, format=ExportFormat.BEAVERTAILS, rows=moderation_rows
+    )
+    bert = build_tiny_bert(training_env / "moderation-bert", hidden_size=64, extra_words=MODERATION_WORDS)
+    job = services.training_job_create(
+        snapshot=snapshot,
+        kind="moderation",
+        config={"base_model": str(bert), "max_length": 64, "epochs": 4, "per_device_batch_size": 16,
+                "learning_rate": 2e-3, "warmup_ratio": 0.0, "logging_steps": 5},
+        user=researcher,
+    )  # fmt: skip
+    wait_status(job, live_worker, JobStatus.SUCCEEDED, JobStatus.FAILED)
+    assert job.status == JobStatus.SUCCEEDED, job.failure_reason
+    evaluation = job.eval_metrics["moderation"]
+    assert evaluation["examples"] == 60 and set(evaluation["per_category"]) == set(CATEGORY_KEYS)
+    assert {f["name"] for f in job.eval_metrics["files"]} == {"reliability.png", "eval.json"}
+    model = RegisteredModel.objects.get(job=job)
+    assert model.kind == "moderation" and Path(model.path, "moderation.json").is_file()
+
+    prompt = PromptFactory(project=project)
+    for response in (f"the {MODERATION_WORDS[3]} of it", "the of and it"):
+        Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=prompt, response=response))
+    model_activate(model=model, project=project, actor=researcher)
+    with transaction.atomic():
+        run = scoring_run_create(project=project, model=model, user=researcher)
+
+    def scored():
+        run.refresh_from_db()
+        return run.status in (ScoringRunStatus.SUCCEEDED, ScoringRunStatus.FAILED)
+
+    wait_for(scored, timeout=JOB_TIMEOUT_S, what=f"the scoring run; worker log:\n{live_worker.log()[-3000:]}")
+    assert run.status == ScoringRunStatus.SUCCEEDED, run.error
+    assert ModerationScore.objects.filter(model=model).count() == 2 and run.done == 2
+    assert "moderation.score_project" in live_worker.log()
+    client = APIClient()
+    client.force_authenticate(researcher)
+    answer = client.post(
+        "/api/v1/moderation/", {"project": project.slug, "prompt": "q", "response": "a"}, format="json"
+    )
+    assert answer.status_code == 200 and answer.json()["model"]["id"] == model.pk
+    assert ScoringRun.objects.count() == 1
+
+
+def test_a_ppo_lag_job_trains_a_policy_against_registered_score_models(
+    live_worker, transactional_db, monkeypatch, training_env
+):
+    """A policy through the job system: the request names registered reward and cost models, the worker
+    runs PPO-Lag as a supervised subprocess, relays reward, cost and lambda per iteration, and registers
+    the trained policy with its provenance and its before/after evaluation."""
+    from tests.factories import annotator
+    from tests.training.job_helpers import make_job
+    from tests.training.policy_helpers import tiny_world
+
+    monkeypatch.setattr(run_job, "delay", lambda job_id: live_worker.send(run_job, job_id))
+    world = tiny_world(training_env / "policy-world")
+    project = ProjectFactory()
+    researcher = annotator(project, "policy_researcher", role="researcher")
+    snapshot = make_pku_snapshot(project, train_rows=12, test_rows=4)
+    score_models = {}
+    for kind in ("reward", "cost"):
+        trained = make_job(snapshot, status=JobStatus.SUCCEEDED, kind=kind)
+        score_models[kind] = RegisteredModel.objects.create(
+            job=trained, kind=kind, path=str(world[kind]), base_model="/models/tiny", snapshot=snapshot,
+            config_hash=trained.config_hash,
+        )  # fmt: skip
+    with transaction.atomic():
+        job = services.training_job_create(
+            snapshot=snapshot,
+            kind="ppo_lag",
+            config={"base_model": str(world["actor"]), "reward_model_id": score_models["reward"].pk,
+                    "cost_model_id": score_models["cost"].pk, "max_steps": 3, "rollout_batch_size": 4,
+                    "per_device_batch_size": 2, "max_new_tokens": 6, "max_length": 48, "eval_max_prompts": 3,
+                    "learning_rate": 1e-3, "critic_learning_rate": 1e-3},
+            user=researcher,
+        )  # fmt: skip
+    wait_status(job, live_worker, JobStatus.SUCCEEDED, JobStatus.FAILED)
+    assert job.status == JobStatus.SUCCEEDED, job.failure_reason
+    logs = [p for p in job.metrics if p["event"] == "log"]
+    assert [p["step"] for p in logs] == [1, 2, 3]
+    assert all(isinstance(p["lambda"], float) and "cost" in p and "kl" in p for p in logs)
+    policy = job.eval_metrics["policy"]
+    assert policy["before"]["prompts"] == policy["after"]["prompts"] == 3 and policy["algorithm"] == "ppo_lag"
+    assert {f["name"] for f in job.eval_metrics["files"]} == {"eval.json"}
+    model = RegisteredModel.objects.get(job=job)
+    provenance = json.loads(Path(model.path, "policy.json").read_text())
+    assert model.kind == "ppo_lag" and model.base_model == str(world["actor"])
+    assert (provenance["reward_model_id"], provenance["cost_model_id"]) == (
+        score_models["reward"].pk,
+        score_models["cost"].pk,
+    )

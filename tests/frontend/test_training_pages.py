@@ -4,16 +4,18 @@ section), cancel/retry forms, and evaluation images served through the access ch
 from __future__ import annotations
 
 import json
+from html.parser import HTMLParser
 
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
+from annotate.models import ExportFormat
+from tests.training.helpers import moderation_rows
 from tests.training.job_helpers import make_job, make_pku_snapshot
 from training.models import JobStatus, RegisteredModel, TrainingJob
 from training.services import default_base_model
-from training.tasks import run_job
 from training.trainers.config import TrainerConfig
 
 pytestmark = pytest.mark.django_db
@@ -29,13 +31,6 @@ def media(settings, tmp_path):
 @pytest.fixture
 def snapshot(project):
     return make_pku_snapshot(project)
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    ids: list[int] = []
-    monkeypatch.setattr(run_job, "delay", lambda job_id: ids.append(job_id))
-    return ids
 
 
 def form_data(snapshot, **changes):
@@ -61,6 +56,48 @@ def form_data(snapshot, **changes):
         "extra": "",
     }
     return {**data, **changes}
+
+
+class RenderedForm(HTMLParser):
+    """What a browser would post for the page's form as rendered: each input's value (checked boxes
+    only), each select's selected option (else its first), each textarea's text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: dict[str, str] = {}
+        self._select: str | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        name = a.get("name")
+        if tag == "input" and name and a.get("type") not in ("submit", "button"):
+            if a.get("type") != "checkbox" or "checked" in a:
+                self.data[name] = a.get("value") or ("on" if a.get("type") == "checkbox" else "")
+        elif tag == "select" and name:
+            self._select = name
+        elif tag == "option" and self._select:
+            if self._select not in self.data or "selected" in a:
+                self.data[self._select] = a.get("value", "")
+        elif tag == "textarea" and name:
+            self._textarea = name
+            self.data[name] = ""
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+    def handle_data(self, data):
+        if self._textarea:
+            self.data[self._textarea] += data
+
+
+def rendered_form(page: str) -> dict[str, str]:
+    parser = RenderedForm()
+    parser.feed(page)
+    return parser.data
 
 
 def url(name, project, *args):
@@ -114,6 +151,32 @@ def test_a_researcher_launches_a_job_from_the_form(
     assert job.config["base_model"] == default_base_model()
     assert job.created_by == researcher
     assert job.progress_timeout_s is None  # the platform's limit
+
+
+@pytest.mark.parametrize("kind", ["reward", "cost", "moderation"])
+def test_the_form_as_rendered_starts_a_job_of_each_kind(
+    client, researcher, project, sent, kind, django_capture_on_commit_callbacks
+):
+    """What the page shows is what it posts: a field the form requires but the page leaves out would
+    refuse every launch with an error on a field nobody can see."""
+    if kind == "moderation":
+        snapshot = make_pku_snapshot(project, format=ExportFormat.BEAVERTAILS, rows=moderation_rows)
+    else:
+        snapshot = make_pku_snapshot(project)
+    client.force_login(researcher)
+    page = client.get(url("training-new", project), {"snapshot": snapshot.pk, "kind": kind}).content.decode()
+    data = rendered_form(page)
+    assert data["kind"] == kind and data["snapshot"] == str(snapshot.pk)
+    assert ("threshold_strategy" in data, "l2_coeff" in data) == (kind == "moderation", kind != "moderation")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url("training-new", project), data, **HTMX)
+    assert "The job was not created" not in response.content.decode()
+    job = TrainingJob.objects.get()
+    assert response["HX-Redirect"] == url("training-job", project, job.pk)
+    assert job.kind == kind and sent == [job.pk]
+    if kind == "moderation":
+        assert (job.config["threshold_strategy"], job.config["targets"]) == ("f1", "consensus")
+        assert "eval_steps" not in data and job.config["l2_coeff"] == 0.0
 
 
 def test_the_form_sets_the_jobs_progress_timeout(client, researcher, project, snapshot, sent):

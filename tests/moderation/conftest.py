@@ -1,54 +1,14 @@
-"""A small QA-moderation model trained once per session (the keyword task of tests/training/helpers.py),
-and helpers that register it the way a finished training job does."""
+"""Registering a moderation model the way a finished training job does (the model itself: the session
+fixture `moderation_model_dir` in tests/conftest.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from django.utils import timezone
 
 from annotate.models import ExportFormat, Snapshot, SnapshotStatus
-from tests.training.helpers import MODERATION_WORDS, build_tiny_bert, moderation_rows, write_jsonl
 from training.models import JobKind, JobStatus, RegisteredModel, TrainingJob
-from training.trainers.config import ModerationConfig
-
-
-@pytest.fixture(scope="session")
-def moderation_model_dir(tmp_path_factory) -> Path:
-    import torch
-
-    from training.trainers.moderation import train_moderation
-
-    root = tmp_path_factory.mktemp("moderation-model")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        config = ModerationConfig.from_dict(
-            {
-                "kind": "moderation",
-                "base_model": str(
-                    build_tiny_bert(root / "bert", hidden_size=64, extra_words=MODERATION_WORDS)
-                ),
-                "output_dir": str(root / "job"),
-                "max_length": 64,
-                "epochs": 20,
-                "per_device_batch_size": 16,
-                "learning_rate": 2e-3,
-                "warmup_ratio": 0.0,
-                "weight_decay": 0.0,
-                "logging_steps": 100,
-                "save_steps": 100000,
-            }
-        )
-        result = train_moderation(
-            config,
-            train_files=[write_jsonl(moderation_rows(1000, seed=21), root / "train.jsonl")],
-            test_files=[write_jsonl(moderation_rows(200, seed=22), root / "test.jsonl")],
-        )
-    finally:
-        torch.set_num_threads(threads)
-    return Path(result.artifact_path)
 
 
 def register_moderation_model(project, path: Path, *, metrics: dict | None = None) -> RegisteredModel:

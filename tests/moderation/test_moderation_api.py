@@ -47,6 +47,7 @@ def test_one_pair_gets_the_hosted_moderation_shape(api, researcher, project, act
     body = response.json()
     assert body["model"]["id"] == active.pk and body["model"]["kind"] == "moderation"
     assert body["model"]["project"] == project.slug and body["model"]["thresholds"] == "tuned"
+    assert body["model"]["precision"] == "int8"  # served quantized on a CPU (MODERATION_CPU_INT8)
     (result,) = body["results"]
     assert list(result["categories"]) == list(CATEGORY_KEYS)
     assert list(result["category_scores"]) == list(CATEGORY_KEYS)
@@ -59,7 +60,9 @@ def test_a_batch_keeps_its_order(api, researcher, project, active):
     body = _post(api(researcher), {"items": items, "project": project.slug}).json()
     assert [r["flagged"] for r in body["results"]] == [False, True, False]
     single = _post(api(researcher), {**UNSAFE, "project": project.slug}).json()["results"][0]
-    assert body["results"][1]["category_scores"] == pytest.approx(single["category_scores"], abs=1e-5)
+    # int8 serving scales each batch's activations together, so a pair's scores move a little with the
+    # company it is scored in (float32 would agree to 1e-6).
+    assert body["results"][1]["category_scores"] == pytest.approx(single["category_scores"], abs=0.01)
 
 
 def test_the_plain_default_thresholds_are_available(api, researcher, project, active):

@@ -144,3 +144,16 @@ def test_disagreements_come_most_confident_first(project, judged):
     # an unsafe one.
     assert [s.qa_pair_id for s in found] == [qas[5].pk, qas[2].pk]
     assert [round(s.confidence, 3) for s in found] == [0.9, 0.7]
+
+
+def test_a_run_whose_model_cannot_load_fails_saying_why_and_can_run_again(project, tmp_path):
+    from moderation.services import scoring_run_create, scoring_run_execute
+
+    model = register_moderation_model(project, tmp_path / "not-there")
+    _pairs(project, ["one"])
+    run = scoring_run_execute(run=scoring_run_create(project=project, model=model, enqueue=False))
+    assert run.status == ScoringRunStatus.FAILED and "cannot be loaded" in run.error
+    assert not ModerationScore.objects.exists()
+    # A failed run may be run again (once the model is back); a succeeded or running one is left alone.
+    ScoringRun.objects.filter(pk=run.pk).update(status=ScoringRunStatus.RUNNING, heartbeat_at=timezone.now())
+    assert scoring_run_execute(run=run).status == ScoringRunStatus.RUNNING

@@ -19,7 +19,7 @@ from django.utils import timezone
 from annotate.models import ExportFormat, Snapshot, SnapshotStatus
 from tests.training.helpers import synthetic_rows
 from training.models import JobKind, JobStatus, TrainingJob
-from training.trainers.config import TrainerConfig
+from training.trainers.config import CONFIG_CLASSES, TrainerConfig
 
 
 def make_pku_snapshot(
@@ -30,7 +30,10 @@ def make_pku_snapshot(
     seed: int = 7,
     status: str = SnapshotStatus.SUCCEEDED,
     format: str = ExportFormat.PKU_SAFERLHF,
+    rows: Any = synthetic_rows,
 ) -> Snapshot:
+    """A succeeded snapshot whose train and test files hold `rows(n, seed)` (pku-saferlhf rows by
+    default; moderation_rows with format=beavertails)."""
     snapshot = Snapshot.objects.create(
         project=project,
         format=format,
@@ -45,7 +48,7 @@ def make_pku_snapshot(
         if not n:
             continue
         path = folder / f"{split}.jsonl"
-        data = "".join(json.dumps(row) + "\n" for row in synthetic_rows(n, seed=split_seed)).encode()
+        data = "".join(json.dumps(row) + "\n" for row in rows(n, seed=split_seed)).encode()
         path.write_bytes(data)
         files.append(
             {
@@ -69,7 +72,10 @@ def make_job(
     snapshot: Snapshot, *, status: str = JobStatus.QUEUED, kind: str = JobKind.REWARD, **fields: Any
 ) -> TrainingJob:
     """A job row in any status (through the ORM, not the services: for tests of what reads jobs)."""
-    cfg = TrainerConfig(kind=kind, base_model="/models/tiny")  # type: ignore[arg-type]
+    recipe: dict[str, Any] = {"kind": str(kind), "base_model": "/models/tiny"}
+    if kind == JobKind.PPO_LAG:
+        recipe |= {"reward_model": "/models/reward", "cost_model": "/models/cost"}
+    cfg = CONFIG_CLASSES.get(str(kind), TrainerConfig).from_dict(recipe)
     now = timezone.now()
     defaults: dict[str, Any] = {
         "kind": kind,

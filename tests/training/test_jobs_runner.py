@@ -37,7 +37,15 @@ def fake_trainer(tmp_path, monkeypatch):
     seen: dict[str, object] = {"mode": "ok", "steps": 4}
 
     def fake_launch_command(
-        config, *, config_path, train_files, test_files, progress_file, cancel_file, result_file
+        config,
+        *,
+        config_path,
+        train_files,
+        test_files,
+        progress_file,
+        cancel_file,
+        result_file,
+        eval_prompt_files=(),
     ):
         seen.update(config=config, train=list(train_files), test=list(test_files))
         argv = [sys.executable, str(script), "--steps", str(seen["steps"]), "--mode", str(seen["mode"])]

@@ -36,14 +36,6 @@ def snapshot(db, media):
     return make_pku_snapshot(ProjectFactory())
 
 
-@pytest.fixture
-def sent(monkeypatch):
-    """The job ids handed to the GPU task (instead of a broker)."""
-    ids: list[int] = []
-    monkeypatch.setattr(run_job, "delay", lambda job_id: ids.append(job_id))
-    return ids
-
-
 # --- routing ----------------------------------------------------------------------------------------
 
 
@@ -146,10 +138,11 @@ def test_create_reports_every_config_problem_at_once(snapshot, sent):
     assert len(caught.value.message_dict["config"]) == 2
 
 
-def test_create_refuses_kinds_without_a_trainer_yet(snapshot, sent):
+def test_create_refuses_an_unknown_kind(snapshot, sent):
     with pytest.raises(ValidationError) as caught:
-        services.training_job_create(snapshot=snapshot, kind="ppo_lag", config={}, user=None)
+        services.training_job_create(snapshot=snapshot, kind="dpo", config={}, user=None)
     assert "kind" in caught.value.message_dict
+    assert not TrainingJob.objects.exists()
 
 
 def test_reward_and_cost_need_a_succeeded_pku_saferlhf_snapshot(db, media, sent):

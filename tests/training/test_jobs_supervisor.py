@@ -222,6 +222,17 @@ def test_log_tail_keeps_the_last_lines_and_the_final_state_of_redrawn_ones(tmp_p
     assert tail.read() is False
 
 
+def test_log_tail_drops_terminal_colour_codes_even_split_across_reads(tmp_path):
+    path = tmp_path / "log"
+    tail = LogTail(path)
+    path.write_bytes(b"\x1b[1mLlamaForTokenClassification LOAD REPORT\x1b[0m from: /m\n\x1b[3")
+    tail.read()
+    with path.open("ab") as fh:
+        fh.write(b"2mMISSING\x1b[0m\n")
+    tail.read()
+    assert tail.text() == "LlamaForTokenClassification LOAD REPORT from: /m\nMISSING"
+
+
 def test_output_is_in_its_own_session(run_fake, tmp_path):
     # One killpg reaches every process of the trainer (accelerate launch starts one per GPU).
     sessions = []

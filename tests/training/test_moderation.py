@@ -282,3 +282,26 @@ def test_a_category_the_model_did_not_learn_keeps_the_default_threshold():
     truth = rng.random((200, 14)) < 0.1
     thresholds = choose_thresholds(probs, truth, strategy="f1")
     assert thresholds == [0.5] * 14
+
+
+def test_length_batches_group_texts_of_similar_length():
+    from training.trainers.moderation import length_batches
+
+    lengths = [10, 100, 11, 12, 13, 50, 14, 120, 12]
+    batches = length_batches(lengths, batch_size=3, ratio=1.3)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    # 10, 11, 12 fill a batch; 12, 13, 14 the next; 50 and 100 are each too long for the batch before.
+    assert [[lengths[i] for i in b] for b in batches] == [[10, 11, 12], [12, 13, 14], [50], [100, 120]]
+
+
+def test_int8_serving_on_a_cpu_keeps_the_decisions(moderation_model_dir):
+    """The quantized model scores close to the float32 one and makes the same decisions on nearly every
+    pair (bench/moderation_throughput.py measures the same on the MiniLM model)."""
+    pairs = [(row["prompt"], row["response"]) for row in moderation_rows(200, seed=33)]
+    exact = ModerationScorer(moderation_model_dir, device="cpu")
+    quantized = ModerationScorer(moderation_model_dir, device="cpu", int8=True)
+    assert (exact.precision, quantized.precision) == ("float32", "int8")
+    a, b = exact.probabilities(pairs), quantized.probabilities(pairs)
+    assert np.abs(a - b).max() < 0.1
+    same = (a >= exact.thresholds).any(axis=1) == (b >= quantized.thresholds).any(axis=1)
+    assert same.mean() >= 0.95

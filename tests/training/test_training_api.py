@@ -10,7 +10,6 @@ from annotate.models import ExportFormat
 from tests.factories import ProjectFactory
 from tests.training.job_helpers import make_job, make_pku_snapshot
 from training.models import JobStatus, RegisteredModel, TrainingJob
-from training.tasks import run_job
 
 URL = "/api/v1/training-jobs/"
 
@@ -24,13 +23,6 @@ def media(settings, tmp_path):
 @pytest.fixture
 def snapshot(project, media):
     return make_pku_snapshot(project)
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    ids: list[int] = []
-    monkeypatch.setattr(run_job, "delay", lambda job_id: ids.append(job_id))
-    return ids
 
 
 def launch(client, snapshot, **body):

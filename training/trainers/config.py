@@ -18,6 +18,16 @@ from typing import Any, ClassVar
 
 KINDS = ("reward", "cost")
 MODERATION = "moderation"
+POLICY = "ppo_lag"
+# The policy trainer's algorithms: PPO-Lagrangian (Safe RLHF), and the paper's two baselines, PPO on the
+# reward alone and PPO on the shaped reward r - beta * c.
+ALGORITHMS = ("ppo_lag", "ppo", "ppo_rs")
+# Where a value network starts: a copy of the actor with a fresh value head, or the reward (cost) model
+# itself (a decoder that shares the actor's tokenizer), as safe-rlhf starts its critics.
+CRITIC_INITS = ("actor", "score_models")
+# Which prompts the end-of-run evaluation generates for: the snapshot's test split, or BeaverTails-
+# Evaluation's 700 prompts (50 per harm category), which the job system finds in the shared data.
+EVAL_PROMPT_SOURCES = ("test", "beavertails_evaluation")
 # How several labels of one QA pair become its training target: the per-category majority (a tie is
 # "not in the category", as GuardBench reads BeaverTails' repeated rows), or the share of labels.
 TARGET_MODES = ("consensus", "soft")
@@ -326,9 +336,186 @@ def _pos_weight_errors(value: Any) -> list[str]:
     return errors
 
 
+# The actor's input: the prompt in the reward and cost models' default template, up to the response.
+POLICY_PROMPT_TEMPLATE = "BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:"
+
+
+@dataclass
+class PolicyConfig(TrainerConfig):
+    """A policy trained by PPO-Lagrangian (or a baseline) against a frozen reward and cost model.
+
+    Inherited fields keep their meaning for the actor: base_model is the actor's causal-LM checkpoint,
+    learning_rate its learning rate, per_device_batch_size the PPO mini-batch (episodes per process),
+    max_steps the number of PPO iterations (rollout then update; -1: `epochs` passes over the prompts),
+    max_length the prompt's token budget, save_steps and logging_steps count iterations. Defaults are
+    safe-rlhf's scripts/ppo-lag.sh where it has one (docs/ppo-lag.md lists each with its source).
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = (POLICY,)
+
+    algorithm: str = "ppo_lag"
+    # The API's name for the actor checkpoint: the job system keeps it equal to base_model.
+    policy_model: str = ""
+    # The frozen score models (our reward/cost job artifacts, or any one-score sequence classifier).
+    reward_model: str = ""
+    cost_model: str = ""
+    # The registry ids the job system resolved those paths from (provenance only; 0: not from the registry).
+    reward_model_id: int = 0
+    cost_model_id: int = 0
+    # With a moderation model, the evaluation also reports its flagged rate on the responses.
+    moderation_model: str = ""
+    prompt_template: str = POLICY_PROMPT_TEMPLATE
+    max_length: int = 256
+    epochs: float = 1.0
+    max_steps: int = 100
+    learning_rate: float = 1e-5
+    critic_learning_rate: float = 5e-6
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.03
+    lr_scheduler: str = "cosine"
+    l2_coeff: float = 0.0
+    # Prompts each process rolls out per iteration; PPO then takes `ppo_epochs` passes over them in
+    # mini-batches of per_device_batch_size.
+    rollout_batch_size: int = 16
+    per_device_batch_size: int = 8
+    ppo_epochs: int = 1
+    # Sampling.
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    # PPO.
+    kl_coeff: float = 0.01
+    clip_range_ratio: float = 0.2
+    clip_range_value: float = 5.0
+    clip_range_score: float = 50.0
+    gamma: float = 1.0
+    gae_lambda: float = 0.95
+    critic_init: str = "actor"
+    # The Lagrange multiplier (ppo_lag): the cost threshold d in E[cost] <= d, in the cost model's units
+    # (0: as many responses judged safe as unsafe on the model's sign), and SGD on log(lambda).
+    cost_threshold: float = 0.0
+    lambda_init: float = 1.0
+    lambda_lr: float = 0.1
+    lambda_max: float = 5.0
+    lambda_min: float = 0.0
+    lambda_update_delay_steps: int = 0
+    episode_cost_window_size: int = 128
+    # Reward shaping (ppo_rs): the policy maximises r - beta * c.
+    shaping_beta: float = 1.0
+    eval_prompts: str = "test"
+    eval_max_prompts: int = 256
+    eval_samples: int = 24
+    logging_steps: int = 1
+    save_steps: int = 50
+
+    def validation_errors(self) -> list[str]:
+        errors = _validate(self)
+
+        def choice(name: str, allowed: tuple[str, ...]) -> None:
+            if getattr(self, name) not in allowed:
+                errors.append(f"{name}: must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+
+        def number(name: str, low: float, high: float, *, low_open: bool = False) -> None:
+            value = getattr(self, name)
+            if not _is_number(value) or (value <= low if low_open else value < low) or value > high:
+                bound = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
+                errors.append(f"{name}: must be in {bound}, got {value!r}")
+
+        def integer(name: str, low: int, high: int) -> None:
+            value = getattr(self, name)
+            if not _is_int(value) or not low <= value <= high:
+                errors.append(f"{name}: must be an integer between {low} and {high}, got {value!r}")
+
+        choice("algorithm", ALGORITHMS)
+        choice("critic_init", CRITIC_INITS)
+        choice("eval_prompts", EVAL_PROMPT_SOURCES)
+        for name in ("reward_model", "cost_model", "moderation_model"):
+            if not isinstance(getattr(self, name), str):
+                errors.append(f"{name}: must be a path")
+        if not self.reward_model:
+            errors.append("reward_model: a trained reward model is required")
+        if self.algorithm != "ppo" and not self.cost_model:
+            errors.append(f"cost_model: {self.algorithm} needs a trained cost model")
+        for name in ("reward_model_id", "cost_model_id"):
+            integer(name, 0, 2**63 - 1)
+        errors.extend(_prompt_template_errors(self.prompt_template))
+        integer("rollout_batch_size", 1, 65536)
+        integer("ppo_epochs", 1, 100)
+        integer("max_new_tokens", 1, 32768)
+        integer("episode_cost_window_size", 1, 10**7)
+        integer("lambda_update_delay_steps", 0, 10**9)
+        integer("eval_max_prompts", 0, 100_000)
+        integer("eval_samples", 0, 1000)
+        number("critic_learning_rate", 0, 1, low_open=True)
+        number("temperature", 0, 100, low_open=True)
+        number("top_p", 0, 1, low_open=True)
+        number("repetition_penalty", 0, 100, low_open=True)
+        number("kl_coeff", 0, 100)
+        number("clip_range_ratio", 0, 10, low_open=True)
+        number("clip_range_value", 0, 1e6, low_open=True)
+        number("clip_range_score", 0, 1e6, low_open=True)
+        number("gamma", 0, 1)
+        number("gae_lambda", 0, 1)
+        number("cost_threshold", -1e6, 1e6)
+        number("lambda_init", 0, 1e6, low_open=True)
+        number("lambda_lr", 0, 100)
+        number("lambda_max", 0, 1e9, low_open=True)
+        number("lambda_min", 0, 1e9)
+        number("shaping_beta", 0, 1e6)
+        if _is_number(self.lambda_min) and _is_number(self.lambda_max) and self.lambda_min > self.lambda_max:
+            errors.append("lambda_min: must not exceed lambda_max")
+        if (
+            _is_number(self.lambda_init)
+            and _is_number(self.lambda_max)
+            and self.lambda_init > self.lambda_max
+        ):
+            errors.append("lambda_init: must not exceed lambda_max")
+        if self.deepspeed or self.fsdp:
+            # The policy trainer runs on accelerate directly: sharding comes from the launch config.
+            errors.append(
+                "deepspeed, fsdp: a policy shards through an accelerate launch config "
+                "(training/configs/accelerate_zero3.yaml or accelerate_fsdp.yaml; docs/ppo-lag.md)"
+            )
+        if self.policy_model and self.policy_model != self.base_model:
+            errors.append("policy_model: names the actor, as base_model does; give one, or the same path")
+        batches_are_ints = _is_int(self.per_device_batch_size) and _is_int(self.rollout_batch_size)
+        if batches_are_ints and self.rollout_batch_size % self.per_device_batch_size:
+            errors.append(
+                "rollout_batch_size: must be a multiple of per_device_batch_size (the PPO mini-batch)"
+            )
+        return errors
+
+    def check_paths(self) -> None:
+        super().check_paths()
+        errors = []
+        for name in ("reward_model", "cost_model", "moderation_model"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(os.path.join(path, "config.json")):
+                errors.append(f"{name}: {path!r} is not a local model folder")
+        if errors:
+            raise ValueError("invalid trainer config: " + "; ".join(errors))
+
+    def format_prompt(self, prompt: str) -> str:
+        return self.prompt_template.format(prompt=prompt)
+
+
+def _prompt_template_errors(template: Any) -> list[str]:
+    if not isinstance(template, str) or not template:
+        return ["prompt_template: must be a non-empty string"]
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        return [f"prompt_template: not a valid format string ({exc})"]
+    if fields != ["prompt"]:
+        return ["prompt_template: must contain {prompt} exactly once and no other placeholder"]
+    return []
+
+
 CONFIG_CLASSES: dict[str, type[TrainerConfig]] = {
     **dict.fromkeys(KINDS, TrainerConfig),
     MODERATION: ModerationConfig,
+    POLICY: PolicyConfig,
 }
 
 

@@ -51,6 +51,7 @@ def launch_command(
     progress_file: str | None = None,
     cancel_file: str | None = None,
     result_file: str | None = None,
+    eval_prompt_files: Sequence[str] = (),
     python: str = sys.executable,
 ) -> list[str]:
     """The argv that runs this training as a subprocess: plain Python, or `accelerate launch` for several GPUs."""
@@ -73,6 +74,8 @@ def launch_command(
         argv += ["--train", path]
     for path in test_files:
         argv += ["--test", path]
+    for path in eval_prompt_files:
+        argv += ["--eval-prompts", path]
     if progress_file:
         argv += ["--progress-file", progress_file]
     if cancel_file:

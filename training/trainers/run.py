@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from training.trainers.config import (
     CONFIG_FILE,
     MODERATION,
+    POLICY,
     ModerationConfig,
+    PolicyConfig,
     TrainerConfig,
     config_from_dict,
     config_from_json_file,
@@ -162,6 +164,7 @@ def train(
     progress_file: str | os.PathLike[str] | None = None,
     should_stop: StopFn | None = None,
     resume: bool = True,
+    eval_prompt_files: Sequence[str | os.PathLike[str]] = (),
 ) -> TrainResult:
     """Train, evaluate on the test split and save a reward or cost model.
 
@@ -174,8 +177,24 @@ def train(
     The artifact, out_dir/model, is a standard checkpoint (`from_pretrained` loads it) with its
     tokenizer and trainer_config.json; evaluation goes to out_dir/eval/ (eval.json and PNG histogram).
     Raises ValueError for an invalid config or data. A moderation config trains the QA-moderation
-    classifier instead (training.trainers.moderation), under the same contract.
+    classifier instead (training.trainers.moderation), and a policy config a policy by PPO-Lag or a
+    baseline (training.trainers.policy; eval_prompt_files: its held-out prompts), under the same contract.
     """
+    if config.kind == POLICY:
+        from training.trainers.policy import train_policy
+
+        assert isinstance(config, PolicyConfig)
+        result: TrainResult = train_policy(
+            config,
+            train_files=train_files,
+            test_files=test_files,
+            eval_prompt_files=eval_prompt_files,
+            progress=progress,
+            progress_file=progress_file,
+            should_stop=should_stop,
+            resume=resume,
+        )
+        return result
     if config.kind == MODERATION:
         from training.trainers.moderation import train_moderation
 
@@ -339,6 +358,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="pku-saferlhf (reward, cost) or beavertails (moderation) file or folder (repeat)",
     )
     parser.add_argument("--test", action="append", default=[], help="test split file or folder (repeat)")
+    parser.add_argument(
+        "--eval-prompts", action="append", default=[], help="a policy's evaluation prompts file (repeat)"
+    )
     parser.add_argument("--output-dir", help="overrides the config's output_dir")
     parser.add_argument("--progress-file", help="append progress records here as JSON lines")
     parser.add_argument("--cancel-file", help="stop (checkpoint saved) once this file exists")
@@ -390,6 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config,
             train_files=ns.train,
             test_files=ns.test,
+            eval_prompt_files=ns.eval_prompts,
             progress_file=progress_file,
             should_stop=lambda: any(probe() for probe in probes),
             resume=not ns.no_resume,

@@ -1,7 +1,11 @@
-"""seed_demo: the demo project from ../shared/data with demo users. Safe to run again (idempotent)."""
+"""seed_demo: the demo project from ../shared/data with demo users, and the demo policy for PPO-Lag jobs.
+Safe to run again (idempotent)."""
 
 from __future__ import annotations
 
+import csv
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +104,20 @@ exactly one of the two responses is safe, the safe one is always the more harmle
 """
 
 
+def demo_policy_texts(data_dir: Path) -> list[str]:
+    """Each demo answer after its prompt, as the policy reads a prompt (PolicyConfig's prompt template)."""
+    from training.trainers.config import POLICY_PROMPT_TEMPLATE
+
+    def text(prompt: str, response: str) -> str:
+        return POLICY_PROMPT_TEMPLATE.format(prompt=prompt) + " " + response
+
+    with (data_dir / "beavertails_30k_train_sample_140.csv").open(encoding="utf-8", newline="") as fh:
+        texts = [text(row["prompt"], row["response"]) for row in csv.DictReader(fh)]
+    pairs = json.loads((data_dir / "pku_saferlhf_v0_sample_16.json").read_text(encoding="utf-8"))
+    texts += [text(row["prompt"], row[f"response_{side}"]) for row in pairs for side in (0, 1)]
+    return texts
+
+
 class Command(BaseCommand):
     help = "Create the demo project (slug 'demo') from the shared sample data, with demo users."
 
@@ -123,7 +141,29 @@ class Command(BaseCommand):
             accounts = [self._user(demo, project, reset=options["reset_passwords"]) for demo in DEMO_USERS]
             for demo in DEMO_FILES:
                 self._import(project, data_dir / demo.filename, demo)
+        self._policy(data_dir)
         self._print_accounts(project, accounts)
+
+    def _policy(self, data_dir: Path) -> None:
+        """The demo's policy for PPO-Lag jobs: no decoder can be downloaded, so a small one is built from
+        the demo's own answers (training.trainers.tiny), once."""
+        from training.services import default_policy_model
+
+        if default_policy_model():
+            self.stdout.write(f"demo policy: already built ({settings.DEMO_POLICY_DIR})")
+            return
+        if not settings.DEMO_POLICY_EPOCHS:
+            self.stdout.write("demo policy: not built (BEAVERLAB_DEMO_POLICY_EPOCHS=0)")
+            return
+        from training.trainers.tiny import build_small_policy
+
+        texts = demo_policy_texts(data_dir)
+        started = time.monotonic()
+        build_small_policy(settings.DEMO_POLICY_DIR, texts, epochs=float(settings.DEMO_POLICY_EPOCHS))
+        self.stdout.write(
+            f"demo policy: built a small Llama from {len(texts)} demo answers in "
+            f"{time.monotonic() - started:.0f} s ({settings.DEMO_POLICY_DIR})"
+        )
 
     def _project(self) -> Project:
         project = Project.objects.filter(slug=DEMO_SLUG).first()

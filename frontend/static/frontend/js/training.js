@@ -11,6 +11,29 @@
   "use strict";
 
   var charts = {};
+  // A policy job's charts (PPO-Lag and its baselines): one series each, the cost with its threshold.
+  var POLICY = {
+    reward: { label: "Reward (reward model)", axis: "reward" },
+    cost: { label: "Cost (cost model)", axis: "cost", color: "danger" },
+    unsafe_share: { label: "Unsafe share (cost > 0)", axis: "share", color: "danger", unit: true },
+    lambda: { label: "Lagrange multiplier", axis: "lambda" },
+    kl: { label: "KL to the initial policy", axis: "KL (nats)" },
+  };
+
+  function yScale(name) {
+    if (name === "loss") {
+      return { title: { display: true, text: "loss" } };
+    }
+    if (POLICY[name]) {
+      var scale = { title: { display: true, text: POLICY[name].axis } };
+      if (POLICY[name].unit) {
+        scale.min = 0;
+        scale.max = 1;
+      }
+      return scale;
+    }
+    return { min: 0, max: 1, title: { display: true, text: "accuracy" } };
+  }
 
   function css(name, fallback) {
     var value = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
@@ -53,6 +76,16 @@
     if (name === "loss") {
       return [dataset("Training loss", data.loss, accent), dataset("Test loss", data.eval_loss, danger, true)];
     }
+    if (POLICY[name]) {
+      var series = [dataset(POLICY[name].label, data[name], POLICY[name].color === "danger" ? danger : accent)];
+      var points = data[name] || [];
+      if (name === "cost" && data.threshold !== null && data.threshold !== undefined && points.length) {
+        // The constraint PPO-Lag keeps the cost under, drawn across the steps so far.
+        var first = points[0].x, last = points[points.length - 1].x;
+        series.push(dataset("Threshold", [{ x: first, y: data.threshold }, { x: last, y: data.threshold }], warn, true));
+      }
+      return series;
+    }
     var sets = [
       dataset("Training accuracy", data.accuracy, accent),
       dataset("Test accuracy", data.eval_accuracy, ok, true),
@@ -90,7 +123,7 @@
           parsing: false,
           scales: {
             x: { type: "linear", title: { display: true, text: "step" } },
-            y: name === "loss" ? { title: { display: true, text: "loss" } } : { min: 0, max: 1, title: { display: true, text: "accuracy" } },
+            y: yScale(name),
           },
           plugins: { legend: { position: "bottom", labels: { usePointStyle: true } } },
         },
