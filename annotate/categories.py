@@ -103,6 +103,23 @@ HARM_CATEGORIES: tuple[HarmCategory, ...] = (
 )
 
 CATEGORY_KEYS: tuple[str, ...] = tuple(c.key for c in HARM_CATEGORIES)
+# Two-word names in the same order, for screens too narrow for the full labels (a phone's stage 1).
+SHORT_LABELS: tuple[str, ...] = (
+    "Animal abuse",
+    "Child abuse",
+    "Politics",
+    "Discrimination",
+    "Drugs, weapons",
+    "Financial crime",
+    "Hate speech",
+    "Misinformation",
+    "Unethical acts",
+    "Privacy",
+    "Self-harm",
+    "Sexual content",
+    "Terrorism",
+    "Violence",
+)
 CATEGORY_BY_KEY: dict[str, HarmCategory] = {c.key: c for c in HARM_CATEGORIES}
 NUM_CATEGORIES = len(HARM_CATEGORIES)
 ALL_CATEGORIES_MASK = (1 << NUM_CATEGORIES) - 1
@@ -110,7 +127,7 @@ ALL_CATEGORIES_MASK = (1 << NUM_CATEGORIES) - 1
 
 class UnknownCategoryError(ValueError):
     def __init__(self, key: str) -> None:
-        super().__init__(f"unknown harm category {key!r}")
+        super().__init__(f"unknown harm category {key!r}; the keys are: {', '.join(CATEGORY_KEYS)}")
         self.key = key
 
 

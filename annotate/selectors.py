@@ -150,12 +150,16 @@ def _open_items_count(project_id: int, stage: int) -> int:
 
 
 def worker_progress(*, project: Project, worker: Any, stage: int) -> WorkerProgress:
-    """The worker's progress strip: their labels today (UTC) and the open items left, both in one stage."""
+    """The worker's progress strip, in one stage: their labels today (UTC), and the open items left for
+    them: open items they have never been given (a worker never gets an item twice, whether they
+    answered, skipped or let it lapse), so the item on screen does not count. The open count is shared
+    for a few seconds; the worker's own part is read through their assignments, which stay few."""
     today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    labelled_today = Assignment.objects.filter(
-        worker_id=worker.pk, project=project, stage=stage, submitted_at__gte=today
-    ).count()
-    return WorkerProgress(labelled_today=labelled_today, items_left=_open_items_count(project.pk, stage))
+    own = Assignment.objects.filter(worker_id=worker.pk, project=project, stage=stage)
+    labelled_today = own.filter(submitted_at__gte=today).count()
+    already_given = own.filter(work_item__is_open=True).count()
+    left = max(0, _open_items_count(project.pk, stage) - already_given)
+    return WorkerProgress(labelled_today=labelled_today, items_left=left)
 
 
 def worker_last_submission(*, project: Project, worker: Any, stage: int) -> Assignment | None:
@@ -196,3 +200,64 @@ def response_pairs_for_gold_review(*, project: Project, search: str = "") -> Que
     if search:
         pairs = pairs.filter(prompt__text__icontains=search)
     return pairs.order_by(F("gold__created_at").desc(nulls_last=True), "id")
+
+
+def project_members(project: Project) -> list[dict[str, Any]]:
+    """Each member with what they did in the project: labels submitted per stage, skips with their
+    latest reasons, and accuracy on gold (admins' view: annotate.gold.gold_scores decides the flag)."""
+    from annotate.gold import gold_scores
+
+    memberships = list(
+        Membership.objects.filter(project=project).select_related("user").order_by("role", "user__username")
+    )
+    counts: dict[tuple[int, int, str], int] = {}
+    rows = (
+        Assignment.objects.filter(
+            project=project, status__in=[AssignmentStatus.SUBMITTED, AssignmentStatus.SKIPPED]
+        )
+        .order_by()
+        .values_list("worker_id", "stage", "status")
+        .annotate(n=Count("id"))
+    )
+    for worker_id, stage, status, n in rows:
+        counts[(worker_id, stage, status)] = n
+    reasons: dict[int, list[str]] = {}
+    skipped = (
+        Assignment.objects.filter(project=project, status=AssignmentStatus.SKIPPED)
+        .exclude(skip_reason="")
+        .order_by("-skipped_at", "-pk")
+        .values_list("worker_id", "skip_reason")
+    )
+    for worker_id, reason in skipped[:2000]:
+        kept = reasons.setdefault(worker_id, [])
+        if len(kept) < 5:
+            kept.append(reason)
+    gold = {score.worker_id: score for score in gold_scores(project)}
+    members = []
+    for membership in memberships:
+        uid = membership.user_id
+        score = gold.get(uid)
+        members.append(
+            {
+                "username": membership.user.get_username(),
+                "email": membership.user.email,
+                "role": membership.role,
+                "joined_at": membership.created_at,
+                "labels": {
+                    "stage1": counts.get((uid, Stage.CLASSIFY, AssignmentStatus.SUBMITTED), 0),
+                    "stage2": counts.get((uid, Stage.RANK, AssignmentStatus.SUBMITTED), 0),
+                },
+                "skips": counts.get((uid, Stage.CLASSIFY, AssignmentStatus.SKIPPED), 0)
+                + counts.get((uid, Stage.RANK, AssignmentStatus.SKIPPED), 0),
+                "recent_skip_reasons": reasons.get(uid, []),
+                "gold": None
+                if score is None
+                else {
+                    "answered": score.answered,
+                    "correct": score.correct,
+                    "accuracy": score.accuracy,
+                    "flagged": score.flagged,
+                },
+            }
+        )
+    return members

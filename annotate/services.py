@@ -56,6 +56,20 @@ def project_create(*, slug: str, name: str, created_by: User | None, **project_s
     return project
 
 
+def _keep_an_admin(project: Project, leaving: User) -> None:
+    """A project that has an admin keeps one: nobody else could manage its members and settings."""
+    others = (
+        Membership.objects.select_for_update()
+        .filter(project=project, role=Role.ADMIN)
+        .exclude(user=leaving)
+        .exists()
+    )
+    if not others:
+        raise ValidationError(
+            f"{leaving.get_username()} is the only admin of {project.slug}: make someone else admin first."
+        )
+
+
 @transaction.atomic
 def membership_set(*, project: Project, user: User, role: str, actor: Any = None) -> Membership:
     """Add `user` to the project with `role`, or change their role. A role that no longer labels
@@ -64,6 +78,8 @@ def membership_set(*, project: Project, user: User, role: str, actor: Any = None
         raise ValidationError(f"Unknown role {role!r}; choose one of {', '.join(Role.values)}.")
     before = Membership.objects.select_for_update().filter(project=project, user=user).first()
     old_role = before.role if before is not None else None
+    if old_role == Role.ADMIN and role != Role.ADMIN:
+        _keep_an_admin(project, user)
     membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
     if old_role != role:
         if old_role in LABEL_ROLES and role not in LABEL_ROLES:
@@ -90,6 +106,8 @@ def membership_remove(*, project: Project, user: User, actor: Any = None, reason
     if membership is None:
         raise ValidationError(f"{user.get_username()} is not a member of {project.slug}.")
     role = membership.role
+    if role == Role.ADMIN:
+        _keep_an_admin(project, user)
     membership.delete()
     released = assignment_release_worker(project=project, worker_id=user.pk)
     audit_record(

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from annotate.access import LABEL_ROLES, get_assignment_for_worker, get_project_for_user
 from annotate.assignment import assignment_claim, assignment_skip, label_submit
-from annotate.categories import HARM_CATEGORIES
+from annotate.categories import HARM_CATEGORIES, SHORT_LABELS
 from annotate.models import Assignment, AssignmentStatus, Project, Stage
 from annotate.selectors import assignment_view, submitted_answer, worker_last_submission, worker_progress
 from frontend.markdown import render_markdown
@@ -39,8 +39,8 @@ def _stage(stage: int) -> int:
 def categories_with_keys(chosen: list[str] | None = None) -> list[dict[str, Any]]:
     chosen_set = set(chosen or [])
     return [
-        {"key": c.key, "label": c.label, "description": c.description, "shortcut": CATEGORY_KEYS[c.id],
-         "checked": c.key in chosen_set}
+        {"key": c.key, "label": c.label, "short_label": SHORT_LABELS[c.id], "description": c.description,
+         "shortcut": CATEGORY_KEYS[c.id], "checked": c.key in chosen_set}
         for c in HARM_CATEGORIES
     ]  # fmt: skip
 
@@ -108,6 +108,17 @@ def _answer_from_form(request: HtmxHttpRequest, stage: int) -> dict[str, Any]:
     return answer
 
 
+def _choices_as_posted(request: HtmxHttpRequest, stage: int) -> dict[str, Any]:
+    """What the worker had chosen, valid or not, so that a refused submit shows it again."""
+    if stage == Stage.CLASSIFY:
+        return {"categories": request.POST.getlist("categories")}
+    return {
+        field: int(value)
+        for field in ("better_response_id", "safer_response_id")
+        if (value := request.POST.get(field)) in ("0", "1")
+    }
+
+
 def _next_after_post(request: HtmxHttpRequest, project: Project, stage: int) -> HttpResponse:
     if not request.htmx:
         return redirect(_label_url(project, stage))
@@ -133,7 +144,7 @@ def label_submit_view(request: HtmxHttpRequest, slug: str, stage: int, assignmen
         answer = _answer_from_form(request, stage)
         label_submit(assignment=assignment, payload=answer)
     except ValidationError as exc:
-        answer = {"categories": request.POST.getlist("categories")} if stage == Stage.CLASSIFY else {}
+        answer = _choices_as_posted(request, stage)
         context = _task_context(
             request,
             project,

@@ -457,10 +457,23 @@ def _moderation_evaluation(evaluation: Any) -> dict[str, Any] | None:
 
 
 def _last_log(job: TrainingJob) -> dict[str, Any]:
-    for point in reversed(job.metrics or []):
-        if point.get("event") == "log":
-            return point
-    return {}
+    """The figures for the tiles: the newest log line's, with step, epoch and max_steps from the newest
+    record of any kind (a short run can end before its first log line), and the run's mean train loss
+    where no log line gave a loss."""
+    records = job.metrics or []
+    latest: dict[str, Any] = next((p for p in reversed(records) if p.get("event") == "log"), {})
+    figures = dict(latest)
+    for point in records:
+        for key in ("step", "max_steps", "epoch"):
+            if point.get(key) is not None:
+                figures[key] = point[key]
+    if figures.get("loss") is None:
+        summary: dict[str, Any] = next(
+            (p for p in reversed(records) if p.get("event") == "train_summary"), {}
+        )
+        if summary.get("train_loss") is not None:
+            figures["loss"] = summary["train_loss"]
+    return figures
 
 
 @login_required

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from frontend import dashboard, gold, labelling, moderation, snapshots, training, views
+from frontend import dashboard, gold, labelling, moderation, snapshots, team, training, views
 
 app_name = "frontend"
 
@@ -25,6 +25,9 @@ urlpatterns = [
     path("projects/<slug:slug>/gold/qa/<int:qa_id>/", gold.gold_qa_edit, name="gold-qa"),
     path("projects/<slug:slug>/gold/pairs/<int:pair_id>/", gold.gold_pair_edit, name="gold-pair"),
     path("projects/<slug:slug>/dashboard/", dashboard.dashboard, name="dashboard"),
+    path("projects/<slug:slug>/team/", team.team_page, name="team"),
+    path("projects/<slug:slug>/team/<str:username>/role/", team.team_member_role, name="team-role"),
+    path("projects/<slug:slug>/team/<str:username>/remove/", team.team_member_remove, name="team-remove"),
     path(
         "projects/<slug:slug>/dashboard/recompute/", dashboard.dashboard_recompute, name="dashboard-recompute"
     ),

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from annotate.access import LABEL_ROLES, get_assignment_for_worker, get_project_for_user
 from annotate.assignment import assignment_claim, assignment_skip, label_submit_for_worker
+from annotate.categories import CATEGORY_KEYS
 from annotate.models import Stage
 from annotate.selectors import assignment_view
 
@@ -66,9 +67,17 @@ class SubmitApi(APIView):
         request=inline_serializer(
             "SubmitInput",
             {
-                "categories": serializers.ListField(child=serializers.CharField(), required=False),
-                "better_response_id": serializers.IntegerField(required=False),
-                "safer_response_id": serializers.IntegerField(required=False),
+                "categories": serializers.ListField(
+                    child=serializers.ChoiceField(choices=CATEGORY_KEYS),
+                    required=False,
+                    help_text="Stage 1: the harm categories the QA pair falls in (an empty list: safe).",
+                ),
+                "better_response_id": serializers.ChoiceField(
+                    choices=[0, 1], required=False, help_text="Stage 2: the more helpful response, as shown."
+                ),
+                "safer_response_id": serializers.ChoiceField(
+                    choices=[0, 1], required=False, help_text="Stage 2: the more harmless response, as shown."
+                ),
             },
         ),
         responses={200: AssignmentOutput},

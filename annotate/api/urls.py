@@ -1,12 +1,18 @@
 from django.urls import include, path
 
-from annotate.api import exports, imports, projects, tasks
+from annotate.api import exports, imports, members, projects, tasks
 
 app_name = "annotate-api"
 
 urlpatterns = [
     path("projects/", projects.ProjectListCreateApi.as_view(), name="project-list"),
     path("projects/<slug:slug>/", projects.ProjectDetailApi.as_view(), name="project-detail"),
+    path("projects/<slug:slug>/members/", members.MemberListCreateApi.as_view(), name="project-members"),
+    path(
+        "projects/<slug:slug>/members/<str:username>/",
+        members.MemberDetailApi.as_view(),
+        name="project-member",
+    ),
     path("projects/<slug:slug>/tasks/next/", tasks.NextTaskApi.as_view(), name="task-next"),
     path("assignments/<int:assignment_id>/submit/", tasks.SubmitApi.as_view(), name="assignment-submit"),
     path("assignments/<int:assignment_id>/skip/", tasks.SkipApi.as_view(), name="assignment-skip"),

@@ -28,3 +28,14 @@ def test_docs_page_loads_swagger_from_our_static_files(client):
     body = client.get("/api/v1/docs/").content.decode()
     assert "swagger-ui" in body
     assert "cdn.jsdelivr.net" not in body and "unpkg.com" not in body
+
+
+def test_the_submit_body_lists_the_14_category_keys_as_an_enum(client):
+    from annotate.categories import CATEGORY_KEYS
+
+    schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/json").json()
+    body = schema["components"]["schemas"]["SubmitInputRequest"]["properties"]["categories"]
+    items = body["items"]
+    if "$ref" in items:  # drf-spectacular names an enum component
+        items = schema["components"]["schemas"][items["$ref"].rsplit("/", 1)[1]]
+    assert items["enum"] == list(CATEGORY_KEYS)

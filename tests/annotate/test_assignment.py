@@ -20,7 +20,7 @@ from annotate.assignment import (
     label_submit_for_worker,
     stage1_consensus,
 )
-from annotate.categories import mask_from_keys
+from annotate.categories import CATEGORY_KEYS, mask_from_keys
 from annotate.models import (
     Assignment,
     AssignmentStatus,
@@ -193,9 +193,12 @@ def test_gold_rate_zero_still_serves_gold_when_nothing_else_is_left(project, wor
 def test_unknown_category_is_refused(project, worker):
     _items(project, 1)
     lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
-    with pytest.raises(ValidationError, match="unknown harm category"):
+    with pytest.raises(ValidationError, match="unknown harm category") as refused:
         _submit(lease, {"categories": ["not_a_category"]})
     assert not Stage1Label.objects.exists()
+    # The message names every valid key, so a client can correct itself.
+    message = " ".join(refused.value.messages)
+    assert all(key in message for key in CATEGORY_KEYS), message
 
 
 def test_time_on_task_and_guideline_version_are_recorded(project, worker):

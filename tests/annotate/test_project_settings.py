@@ -186,3 +186,32 @@ def test_the_queue_counters_are_read_only_in_the_admin(client, project):
     assert client.post(url, {"taken": 3, "is_open": False}).status_code == 403
     item.refresh_from_db()
     assert (item.taken, item.is_open) == (0, True)
+
+
+def test_patch_on_the_api_changes_settings_through_the_service(
+    api, project, admin_user, worker, researcher, queued
+):
+    """PATCH /api/v1/projects/{slug}/: admins only; the overlap recomputes the queue (one label of 3 needed
+    becomes settled at k = 1), the guidelines get a new version, each change is audited."""
+    project.gold_rate = 0.0
+    project.save()
+    item = _item(project)
+    _answer(project, annotator(project, "ann"), SAFE, item=item)
+    url = f"/api/v1/projects/{project.slug}/"
+    for user, status in ((worker, 403), (researcher, 403)):
+        assert api(user).patch(url, {"overlap_stage1": 1}, format="json").status_code == status
+    response = api(admin_user).patch(url, {"overlap_stage1": 1, "guidelines": "Be careful."}, format="json")
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert (body["overlap_stage1"], body["guidelines"], body["guideline_version"]) == (1, "Be careful.", 2)
+    item.refresh_from_db()
+    assert item.settled_at is not None and item.consensus_safe is True
+    assert AuditEvent.objects.filter(action=AuditAction.PROJECT_SETTINGS, actor=admin_user).exists()
+    # Bad values and read-only fields are refused, naming the field, and change nothing.
+    refused = api(admin_user).patch(url, {"overlap_stage1": 0, "guideline_version": 9}, format="json")
+    assert refused.status_code == 400
+    assert "overlap_stage1" in refused.json() or "overlap_stage1" in str(refused.json())
+    refused = api(admin_user).patch(url, {"guideline_version": 9}, format="json")
+    assert refused.status_code == 400 and "guideline_version" in str(refused.json())
+    project.refresh_from_db()
+    assert (project.overlap_stage1, project.guideline_version) == (1, 2)

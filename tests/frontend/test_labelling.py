@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 from django.utils import timezone
@@ -60,6 +62,21 @@ def test_submit_by_htmx_swaps_in_the_next_task(client, worker, project, items):
     assert Stage1Label.objects.get(worker=worker).categories == 1 << 9
     assert _lease(worker).pk != lease.pk
     assert 'data-testid="done-today">1<' in body
+
+
+def test_the_progress_strip_counts_what_is_left_for_this_worker(
+    client, worker, second_worker, project, items
+):
+    """Two open items: the one on screen does not count, nor one this worker already answered (it stays
+    open for the other workers of the overlap, but never comes back to them)."""
+    client.force_login(worker)
+    assert 'data-testid="items-left">1<' in _page(client, project).content.decode()
+    lease = _lease(worker)
+    url = reverse("frontend:label-submit", args=[project.slug, 1, lease.pk])
+    body = client.post(url, {"categories": ["privacy_violation"]}, **HTMX).content.decode()
+    assert 'data-testid="items-left">0<' in body and 'data-testid="done-today">1<' in body
+    client.force_login(second_worker)
+    assert 'data-testid="items-left">1<' in _page(client, project).content.decode()
 
 
 def test_plain_form_submit_redirects_back_to_the_page(client, worker, project, items):
@@ -141,9 +158,16 @@ def test_stage2_shows_both_responses_with_safety_badges_and_the_invariant(client
     lease = _lease(worker)
     unsafe_shown = 0 if lease.swapped else 1
     url = reverse("frontend:label-submit", args=[project.slug, 2, lease.pk])
-    refused = client.post(url, {"better_response_id": "0", "safer_response_id": str(unsafe_shown)}, **HTMX)
+    refused = client.post(url, {"better_response_id": "1", "safer_response_id": str(unsafe_shown)}, **HTMX)
     assert "more harmless" in refused.content.decode()
     assert not pair.stage2_labels.exists()
+    # The refusal keeps both choices on screen, so fixing the harmless one is one key, not two.
+    page = refused.content.decode()
+    assert re.search(r'name="better_response_id" value="1" data-shortcut="2"\s+checked', page)
+    assert re.search(
+        rf'name="safer_response_id" value="{unsafe_shown}" data-shortcut="{3 + unsafe_shown}"\s+checked', page
+    )
+    assert len(re.findall(r"\bchecked\b", page)) == 2
     client.post(url, {"better_response_id": "0", "safer_response_id": str(1 - unsafe_shown)}, **HTMX)
     assert pair.stage2_labels.get().safer == 0
 

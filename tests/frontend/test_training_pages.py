@@ -210,6 +210,25 @@ def test_trainer_errors_land_on_their_fields(client, researcher, project, snapsh
     assert "A JSON object" in response.content.decode()
 
 
+def test_a_run_shorter_than_its_logging_interval_still_fills_the_tiles(client, researcher, project, snapshot):
+    """3 steps with logging every 10: no log line at all, yet the tiles show where the run ended."""
+    job = make_job(
+        snapshot,
+        status=JobStatus.SUCCEEDED,
+        progress=1.0,
+        metrics=[
+            {"event": "train_begin", "step": 0, "max_steps": 3, "epoch": 0.0},
+            {"event": "train_summary", "step": 3, "max_steps": 3, "epoch": 1.0, "train_loss": 0.61234567},
+            {"event": "train_end", "step": 3, "max_steps": 3, "epoch": 1.0},
+        ],
+    )
+    client.force_login(researcher)
+    page = client.get(url("training-job", project, job.pk)).content.decode()
+    tiles = page[page.index('<dl class="stats">') : page.index("</dl>", page.index('<dl class="stats">'))]
+    assert '<dt>Step</dt><dd>3<span class="muted"> / 3</span>' in tiles
+    assert "<dt>Epoch</dt><dd>1</dd>" in tiles and "<dt>Loss</dt><dd>0.6123</dd>" in tiles
+
+
 def test_the_running_job_page_polls_its_status(client, researcher, project, snapshot):
     job = make_job(
         snapshot,

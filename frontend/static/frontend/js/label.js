@@ -19,15 +19,32 @@
     return tag === "input" && !["checkbox", "radio", "submit", "button"].includes(target.type);
   }
 
+  // Where focus was before the guidelines opened, to put it back on close.
+  let focusBeforeGuidelines = null;
+
   function toggleGuidelines(force) {
     const panel = document.getElementById("guidelines");
     if (!panel) return;
     const open = force === undefined ? panel.hidden : force;
+    if (open === !panel.hidden) return;
     panel.hidden = !open;
     document.querySelectorAll('[data-action="toggle-guidelines"]').forEach(function (b) {
       b.setAttribute("aria-expanded", String(open));
     });
-    if (open) panel.querySelector("h2").focus({ preventScroll: false });
+    if (open) {
+      focusBeforeGuidelines = document.activeElement;
+      // Focus moves into the panel; on a phone, where the panel sits below the task, that also
+      // scrolls it into view.
+      const heading = panel.querySelector("h2");
+      heading.focus({ preventScroll: true });
+      const box = panel.getBoundingClientRect();
+      if (box.top < 0 || box.top > window.innerHeight / 2) panel.scrollIntoView({ block: "start" });
+    } else {
+      const back = focusBeforeGuidelines && document.contains(focusBeforeGuidelines)
+        ? focusBeforeGuidelines : document.getElementById("task-heading");
+      if (back) back.focus({ preventScroll: false });
+      focusBeforeGuidelines = null;
+    }
   }
 
   function syncSafe(changed) {
@@ -96,6 +113,20 @@
     if (button) { toggleGuidelines(); e.preventDefault(); }
   });
 
+  // A text pane longer than it shows gets a "more below" cue until it is scrolled to its end (the
+  // harmful part of a response is often at the end).
+  function updateScrollCues(root) {
+    (root || document).querySelectorAll("[data-scroll-cue]").forEach(function (pane) {
+      const more = pane.scrollHeight - pane.scrollTop - pane.clientHeight > 4;
+      pane.parentElement.classList.toggle("has-more", more);
+    });
+  }
+  document.addEventListener("scroll", function (e) {
+    if (e.target && e.target.matches && e.target.matches("[data-scroll-cue]")) updateScrollCues(e.target.parentElement);
+  }, true);
+  window.addEventListener("resize", function () { updateScrollCues(); });
+  document.addEventListener("DOMContentLoaded", function () { updateScrollCues(); });
+
   // After htmx swaps in the next task, put focus on its heading so keyboard and screen-reader users
   // start from the top of the new item.
   document.addEventListener("htmx:afterSwap", function (e) {
@@ -104,6 +135,7 @@
       const heading = t && (t.querySelector("#task-error") || t.querySelector("#task-heading"));
       if (heading) { heading.setAttribute("tabindex", "-1"); heading.focus(); }
       window.scrollTo({ top: 0 });
+      updateScrollCues();
     }
   });
 })();

@@ -1,0 +1,131 @@
+"""A project's team over the API (admins of the project): who is in it with which role, what each member
+did (labels, skips with reasons, accuracy on gold), adding or creating members, changing roles and
+removing members (their live leases go back to the pool at once)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotate.access import MANAGE_ROLES, get_project_for_user
+from annotate.models import Membership, Role
+from annotate.selectors import project_members
+from annotate.services import membership_remove, membership_set, user_create
+
+
+class GoldOutput(serializers.Serializer):
+    answered = serializers.IntegerField()
+    correct = serializers.IntegerField()
+    accuracy = serializers.FloatField(allow_null=True)
+    flagged = serializers.BooleanField()
+
+
+class MemberOutput(serializers.Serializer):
+    username = serializers.CharField()
+    email = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices)
+    joined_at = serializers.DateTimeField()
+    labels = serializers.DictField(child=serializers.IntegerField(), help_text="Submitted labels per stage.")
+    skips = serializers.IntegerField()
+    recent_skip_reasons = serializers.ListField(child=serializers.CharField())
+    gold = GoldOutput(allow_null=True, help_text="Accuracy on gold items; null before the first one.")
+
+
+def _member(project: Any, username: str) -> dict[str, Any]:
+    return next(m for m in project_members(project) if m["username"] == username)
+
+
+class MemberListCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        username = serializers.CharField(max_length=150)
+        role = serializers.ChoiceField(choices=Role.choices)
+        create_account = serializers.BooleanField(
+            default=False,
+            help_text="Create the account (the answer carries its password and API token, once); "
+            "otherwise the user must exist.",
+        )
+        email = serializers.EmailField(required=False, allow_blank=True)
+
+    @extend_schema(responses=MemberOutput(many=True))
+    def get(self, request: Request, slug: str) -> Response:
+        project = get_project_for_user(request.user, slug, roles=MANAGE_ROLES)
+        return Response(MemberOutput(project_members(project), many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: MemberOutput})
+    def post(self, request: Request, slug: str) -> Response:
+        project = get_project_for_user(request.user, slug, roles=MANAGE_ROLES)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        username, role = data.validated_data["username"], data.validated_data["role"]
+        secrets: dict[str, str] = {}
+        with transaction.atomic():
+            if data.validated_data["create_account"]:
+                user, password, token = user_create(
+                    username=username, role=role, project=project, email=data.validated_data.get("email", "")
+                )
+                secrets = {"password": password, "token": token}
+            else:
+                existing = User.objects.filter(username=username).first()
+                if existing is None:
+                    raise serializers.ValidationError(
+                        {
+                            "username": [
+                                f"No user {username!r}; send create_account: true to make the account."
+                            ]
+                        }
+                    )
+                user = existing
+                if Membership.objects.filter(project=project, user=user).exists():
+                    raise serializers.ValidationError(
+                        {"username": [f"{username} is already a member; change the role with PATCH."]}
+                    )
+                membership_set(project=project, user=user, role=role, actor=request.user)
+        return Response(
+            {**MemberOutput(_member(project, username)).data, **secrets}, status=status.HTTP_201_CREATED
+        )
+
+
+class MemberDetailApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        role = serializers.ChoiceField(choices=Role.choices)
+
+    class RemoveSerializer(serializers.Serializer):
+        reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+    def _membership(self, request: Request, slug: str, username: str) -> tuple[Any, Membership]:
+        project = get_project_for_user(request.user, slug, roles=MANAGE_ROLES)
+        membership = get_object_or_404(
+            Membership.objects.select_related("user"), project=project, user__username=username
+        )
+        return project, membership
+
+    @extend_schema(request=InputSerializer, responses=MemberOutput)
+    def patch(self, request: Request, slug: str, username: str) -> Response:
+        project, membership = self._membership(request, slug, username)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership_set(
+            project=project, user=membership.user, role=data.validated_data["role"], actor=request.user
+        )
+        return Response(MemberOutput(_member(project, username)).data)
+
+    @extend_schema(request=RemoveSerializer, responses={200: serializers.DictField()})
+    def delete(self, request: Request, slug: str, username: str) -> Response:
+        project, membership = self._membership(request, slug, username)
+        data = self.RemoveSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        released = membership_remove(
+            project=project,
+            user=membership.user,
+            actor=request.user,
+            reason=data.validated_data.get("reason", ""),
+        )
+        return Response({"username": username, "released_leases": released})

@@ -1,0 +1,99 @@
+"""The stage-1 screen fits: at 1366x768 and on a 390x844 phone the 14 category toggles and Submit are in
+view without scrolling the page, even for a long response, which scrolls in its own pane and says so."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.factories import PromptFactory, QAPairFactory, Stage1WorkItemFactory
+
+pytestmark = pytest.mark.browser
+
+LONG_RESPONSE = "\n".join(
+    f"Paragraph {i}: some careful, harmless advice about the question." for i in range(60)
+)
+
+
+def in_viewport(page, locator) -> bool:
+    box = locator.bounding_box()
+    size = page.viewport_size
+    return (
+        box is not None
+        and box["y"] >= 0
+        and box["x"] >= 0
+        and box["y"] + box["height"] <= size["height"]
+        and box["x"] + box["width"] <= size["width"]
+    )
+
+
+@pytest.mark.parametrize(("width", "height"), [(1366, 768), (390, 844)])
+def test_the_toggles_and_submit_are_in_view_without_scrolling(
+    browser, live_server, transactional_db, project, worker, login, shot, width, height
+):
+    project.gold_rate = 0.0
+    project.save()
+    prompt = PromptFactory(project=project, text="How do I keep my houseplants alive over a long holiday?")
+    Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=prompt, response=LONG_RESPONSE))
+    # A queue of a realistic size: the progress strip's counts take their full width.
+    for n in range(120):
+        Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=prompt, response=f"Short answer {n}."))
+    context = browser.new_context(base_url=live_server.url, viewport={"width": width, "height": height})
+    page = context.new_page()
+    login(page, "worker")
+    page.goto(f"/projects/{project.slug}/label/1/")
+    expect(page.get_by_test_id("response")).to_contain_text("Paragraph 0:")
+    expect(page.get_by_test_id("items-left")).to_have_text("120")
+    shown = "120 left" if width < 600 else "120 more for you after this one"
+    expect(page.locator(".label-progress")).to_contain_text(shown, use_inner_text=True)
+    assert page.evaluate("window.scrollY") == 0
+    toggles = page.locator("input[name=categories]")
+    assert toggles.count() == 14
+    shot(page, f"label_stage1_{width}x{height}_top")
+    for i in range(14):
+        assert in_viewport(page, toggles.nth(i)), f"category toggle {i} is out of view at {width}x{height}"
+    assert in_viewport(page, page.locator("input[data-safe-toggle]"))
+    assert in_viewport(page, page.get_by_test_id("submit")), f"Submit is out of view at {width}x{height}"
+    assert not page.evaluate("document.documentElement.scrollWidth > document.documentElement.clientWidth")
+    # The long response scrolls inside its own pane, with a cue in words until its end is reached.
+    block = page.locator(".qa__block--response")
+    expect(block).to_have_class("qa__block qa__block--response has-more")
+    shot(page, f"label_stage1_{width}x{height}")
+    page.get_by_test_id("response").evaluate("pane => { pane.scrollTop = pane.scrollHeight; }")
+    expect(block).not_to_have_class("qa__block qa__block--response has-more")
+    # Labelling still works from there: a toggle by click, then Submit.
+    toggles.nth(9).check()
+    page.get_by_test_id("submit").click()
+    expect(page.get_by_test_id("response")).to_contain_text("Short answer")
+    expect(page.get_by_test_id("done-today")).to_have_text("1")
+    context.close()
+
+
+@pytest.mark.parametrize(("width", "height"), [(1366, 768), (390, 844)])
+def test_the_guidelines_take_focus_and_give_it_back(
+    browser, live_server, transactional_db, project, worker, login, width, height
+):
+    """Opening the guidelines moves focus into them (on a phone the panel, below the task, scrolls into
+    view); closing puts focus back where it was."""
+    project.gold_rate = 0.0
+    project.save()
+    Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=PromptFactory(project=project), response="An answer."))
+    context = browser.new_context(base_url=live_server.url, viewport={"width": width, "height": height})
+    page = context.new_page()
+    login(page, "worker")
+    page.goto(f"/projects/{project.slug}/label/1/")
+    button = page.locator('.label-bar [data-action="toggle-guidelines"]')
+    button.click()
+    heading = page.locator("#guidelines-h")
+    expect(heading).to_be_focused()
+    expect(heading).to_be_in_viewport(ratio=1)
+    page.keyboard.press("Escape")
+    expect(page.locator("#guidelines")).to_be_hidden()
+    expect(button).to_be_focused()
+    # Opened by its key, closed by its own button: focus returns to where the worker was.
+    page.locator("#task-heading").focus()
+    page.keyboard.press("?")
+    expect(heading).to_be_focused()
+    page.locator('#guidelines [data-action="toggle-guidelines"]').click()
+    expect(page.locator("#task-heading")).to_be_focused()
+    context.close()
