@@ -29,11 +29,12 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import Count, Max, Min, Q
@@ -1055,8 +1056,10 @@ def latest_report(project: Project) -> AgreementReport | None:
     return AgreementReport.objects.filter(project=project).order_by("-computed_at", "-id").first()
 
 
-def project_needs_recompute(project: Project) -> bool:
-    """No report yet, or at least `agreement_recompute_labels` labels newer than the last report's.
+def project_needs_recompute(project: Project, *, now: datetime | None = None) -> bool:
+    """No report yet; or at least `agreement_recompute_labels` labels newer than the last report's; or
+    any newer label once the last report is AGREEMENT_REFRESH_S old, so that the dashboard follows the
+    labels within about a minute (the beat asks every 30 s) without recomputing on every label.
 
     Cheap at any size: the last report stores the highest label ids it had seen (its watermark), and
     the new labels are counted from there with a LIMIT, walking the primary key index.
@@ -1064,13 +1067,14 @@ def project_needs_recompute(project: Project) -> bool:
     row = (
         AgreementReport.objects.filter(project=project)
         .order_by("-computed_at", "-id")
-        .values_list("payload__watermark", flat=True)
+        .values_list("payload__watermark", "computed_at")
         .first()
     )
     if row is None:
         return True
-    watermark = row if isinstance(row, dict) else {}
-    needed = max(1, project.agreement_recompute_labels)
+    watermark = row[0] if isinstance(row[0], dict) else {}
+    old_enough = (now or timezone.now()) - row[1] >= timedelta(seconds=settings.AGREEMENT_REFRESH_S)
+    needed = 1 if old_enough else max(1, project.agreement_recompute_labels)
     new = (
         Stage1Label.objects.filter(qa_pair__project=project, pk__gt=watermark.get("stage1_label_id", 0))
         .values("pk")[:needed]

@@ -158,6 +158,7 @@ _MEMBER_WHO_LABELS = f"""EXISTS (
         SELECT 1 FROM annotate_membership m
         WHERE m.project_id = a.project_id AND m.user_id = a.worker_id
           AND m.role IN ({", ".join(f"'{role}'" for role in LABEL_ROLES)})
+          AND m.paused_at IS NULL
     )"""
 
 # As annotate.assignment: whole milliseconds from the lease to this submit (%s), never negative.

@@ -94,6 +94,10 @@ class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices)
     created_at = models.DateTimeField(auto_now_add=True)
+    # An admin paused this annotator (a flagged worker, say): they keep their role and labels but may
+    # not label until resumed (annotate.access reads them as PAUSED_ROLE).
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_reason = models.CharField(max_length=500, blank=True)
 
     class Meta:
         constraints = [
@@ -592,6 +596,8 @@ class AuditAction(models.TextChoices):
     GOLD_SET = "gold.set", "Gold answer set"
     MEMBERSHIP_SET = "membership.set", "Member added or role changed"
     MEMBERSHIP_REMOVE = "membership.remove", "Member removed"
+    MEMBERSHIP_PAUSE = "membership.pause", "Member's labelling paused"
+    MEMBERSHIP_RESUME = "membership.resume", "Member's labelling resumed"
     PROJECT_SETTINGS = "project.settings", "Project settings changed"
     MODEL_ACTIVATE = "model.activate", "Model activated"
 

@@ -11,6 +11,7 @@ from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from annotate.access import with_effective_role
 from annotate.assignment import settled_safety
 from annotate.categories import keys_from_mask
 from annotate.models import (
@@ -39,7 +40,9 @@ def projects_for_user(user: Any) -> QuerySet[Project]:
         return Project.objects.all().annotate(
             viewer_role=Coalesce(Subquery(own_role), Value(Role.ADMIN.value))
         )
-    role = Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]
+    role = with_effective_role(Membership.objects.filter(project=OuterRef("pk"), user=user)).values(
+        "effective_role"
+    )[:1]
     return Project.objects.filter(memberships__user=user).annotate(viewer_role=Subquery(role))
 
 
@@ -243,6 +246,8 @@ def project_members(project: Project) -> list[dict[str, Any]]:
                 "email": membership.user.email,
                 "role": membership.role,
                 "joined_at": membership.created_at,
+                "paused_at": membership.paused_at,
+                "paused_reason": membership.paused_reason,
                 "labels": {
                     "stage1": counts.get((uid, Stage.CLASSIFY, AssignmentStatus.SUBMITTED), 0),
                     "stage2": counts.get((uid, Stage.RANK, AssignmentStatus.SUBMITTED), 0),

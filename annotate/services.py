@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from annotate.access import LABEL_ROLES
@@ -93,6 +94,54 @@ def membership_set(*, project: Project, user: User, role: str, actor: Any = None
             new={"username": user.get_username(), "role": role},
         )
     return membership
+
+
+@transaction.atomic
+def membership_pause(*, project: Project, user: User, actor: Any = None, reason: str) -> int:
+    """Stop an annotator labelling in the project (a flagged worker, say) until resumed: their live leases
+    go back to the pool at once and every later call of theirs is refused (annotate.access reads them as
+    paused). Their labels stay; excluding them is a separate decision. Returns the leases released."""
+    membership = Membership.objects.select_for_update().filter(project=project, user=user).first()
+    if membership is None:
+        raise ValidationError(f"{user.get_username()} is not a member of {project.slug}.")
+    if membership.role != Role.ANNOTATOR:
+        raise ValidationError(f"Only annotators can be paused; {user.get_username()} is {membership.role}.")
+    if not reason.strip():
+        raise ValidationError("Say why the worker is paused: the reason is kept in the audit log.")
+    if membership.paused_at is not None:
+        return 0
+    membership.paused_at, membership.paused_reason = timezone.now(), reason.strip()[:500]
+    membership.save(update_fields=["paused_at", "paused_reason"])
+    released = assignment_release_worker(project=project, worker_id=user.pk)
+    audit_record(
+        project=project,
+        actor=actor,
+        action=AuditAction.MEMBERSHIP_PAUSE,
+        target=f"user:{user.pk}",
+        old={"username": user.get_username(), "paused": False},
+        new={"username": user.get_username(), "paused": True, "reason": membership.paused_reason},
+    )
+    return released
+
+
+@transaction.atomic
+def membership_resume(*, project: Project, user: User, actor: Any = None) -> None:
+    membership = Membership.objects.select_for_update().filter(project=project, user=user).first()
+    if membership is None:
+        raise ValidationError(f"{user.get_username()} is not a member of {project.slug}.")
+    if membership.paused_at is None:
+        return
+    reason = membership.paused_reason
+    membership.paused_at, membership.paused_reason = None, ""
+    membership.save(update_fields=["paused_at", "paused_reason"])
+    audit_record(
+        project=project,
+        actor=actor,
+        action=AuditAction.MEMBERSHIP_RESUME,
+        target=f"user:{user.pk}",
+        old={"username": user.get_username(), "paused": True, "reason": reason},
+        new={"username": user.get_username(), "paused": False},
+    )
 
 
 @transaction.atomic

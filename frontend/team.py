@@ -19,7 +19,13 @@ from django.views.decorators.http import require_http_methods
 from annotate.access import MANAGE_ROLES, get_project_for_user
 from annotate.models import Membership, Project, Role
 from annotate.selectors import project_members
-from annotate.services import membership_remove, membership_set, user_create
+from annotate.services import (
+    membership_pause,
+    membership_remove,
+    membership_resume,
+    membership_set,
+    user_create,
+)
 from frontend.views import HtmxHttpRequest, _project_context, render_page
 
 
@@ -127,4 +133,30 @@ def team_member_remove(request: HtmxHttpRequest, slug: str, username: str) -> Ht
             f"; {released} open task{'s' if released != 1 else ''} went back to the pool" if released else ""
         )
         messages.success(request, f"{username} was removed from the project{leases}.")
+    return redirect(_team_url(project))
+
+
+@login_required
+@require_http_methods(["POST"])
+def team_member_pause(request: HtmxHttpRequest, slug: str, username: str) -> HttpResponse:
+    """Pause an annotator's labelling (with a reason), or resume it."""
+    project, membership = _membership(request, slug, username)
+    try:
+        if request.POST.get("action") == "resume":
+            membership_resume(project=project, user=membership.user, actor=request.user)
+            notice = f"{username} may label again."
+        else:
+            released = membership_pause(
+                project=project,
+                user=membership.user,
+                actor=request.user,
+                reason=request.POST.get("reason", ""),
+            )
+            notice = f"{username} is paused" + (
+                f"; {released} open task(s) went back to the pool." if released else "."
+            )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, notice)
     return redirect(_team_url(project))

@@ -1,6 +1,16 @@
 from django.urls import path
 
-from frontend import dashboard, gold, labelling, moderation, snapshots, team, training, views
+from frontend import (
+    dashboard,
+    gold,
+    labelling,
+    moderation,
+    project_settings,
+    snapshots,
+    team,
+    training,
+    views,
+)
 
 app_name = "frontend"
 
@@ -26,8 +36,10 @@ urlpatterns = [
     path("projects/<slug:slug>/gold/pairs/<int:pair_id>/", gold.gold_pair_edit, name="gold-pair"),
     path("projects/<slug:slug>/dashboard/", dashboard.dashboard, name="dashboard"),
     path("projects/<slug:slug>/team/", team.team_page, name="team"),
+    path("projects/<slug:slug>/settings/", project_settings.project_settings_page, name="project-settings"),
     path("projects/<slug:slug>/team/<str:username>/role/", team.team_member_role, name="team-role"),
     path("projects/<slug:slug>/team/<str:username>/remove/", team.team_member_remove, name="team-remove"),
+    path("projects/<slug:slug>/team/<str:username>/pause/", team.team_member_pause, name="team-pause"),
     path(
         "projects/<slug:slug>/dashboard/recompute/", dashboard.dashboard_recompute, name="dashboard-recompute"
     ),

@@ -18,7 +18,13 @@ from rest_framework.views import APIView
 from annotate.access import MANAGE_ROLES, get_project_for_user
 from annotate.models import Membership, Role
 from annotate.selectors import project_members
-from annotate.services import membership_remove, membership_set, user_create
+from annotate.services import (
+    membership_pause,
+    membership_remove,
+    membership_resume,
+    membership_set,
+    user_create,
+)
 
 
 class GoldOutput(serializers.Serializer):
@@ -33,6 +39,10 @@ class MemberOutput(serializers.Serializer):
     email = serializers.CharField()
     role = serializers.ChoiceField(choices=Role.choices)
     joined_at = serializers.DateTimeField()
+    paused_at = serializers.DateTimeField(
+        allow_null=True, help_text="Set while an admin has paused their labelling."
+    )
+    paused_reason = serializers.CharField(allow_blank=True)
     labels = serializers.DictField(child=serializers.IntegerField(), help_text="Submitted labels per stage.")
     skips = serializers.IntegerField()
     recent_skip_reasons = serializers.ListField(child=serializers.CharField())
@@ -95,7 +105,16 @@ class MemberListCreateApi(APIView):
 
 class MemberDetailApi(APIView):
     class InputSerializer(serializers.Serializer):
-        role = serializers.ChoiceField(choices=Role.choices)
+        role = serializers.ChoiceField(choices=Role.choices, required=False)
+        paused = serializers.BooleanField(
+            required=False, help_text="Pause (true) or resume (false) an annotator's labelling."
+        )
+        reason = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            max_length=500,
+            help_text="Why they are paused (required to pause).",
+        )
 
     class RemoveSerializer(serializers.Serializer):
         reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
@@ -112,9 +131,23 @@ class MemberDetailApi(APIView):
         project, membership = self._membership(request, slug, username)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        membership_set(
-            project=project, user=membership.user, role=data.validated_data["role"], actor=request.user
-        )
+        changes = data.validated_data
+        if "role" not in changes and "paused" not in changes:
+            raise serializers.ValidationError({"role": ["Send a role, or paused: true|false."]})
+        with transaction.atomic():
+            if "role" in changes:
+                membership_set(
+                    project=project, user=membership.user, role=changes["role"], actor=request.user
+                )
+            if changes.get("paused") is True:
+                membership_pause(
+                    project=project,
+                    user=membership.user,
+                    actor=request.user,
+                    reason=changes.get("reason", ""),
+                )
+            elif changes.get("paused") is False:
+                membership_resume(project=project, user=membership.user, actor=request.user)
         return Response(MemberOutput(_member(project, username)).data)
 
     @extend_schema(request=RemoveSerializer, responses={200: serializers.DictField()})

@@ -407,6 +407,27 @@ def test_needs_recompute_counts_labels_since_the_last_report(project):
     assert project_needs_recompute(project) is False
 
 
+def test_an_older_report_follows_any_new_label(project, settings):
+    """The dashboard is live: once the report is AGREEMENT_REFRESH_S old, one new label is enough."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.AGREEMENT_REFRESH_S = 20
+    project.agreement_recompute_labels = 500
+    project.gold_rate = 0
+    project.save()
+    report = agreement_report_compute(project=project)
+    later = report.computed_at + timedelta(seconds=30)
+    assert project_needs_recompute(project, now=later) is False  # old, but nothing new
+    Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=PromptFactory(project=project)))
+    lease = assignment_claim(project=project, worker=UserFactory(username="w"), stage=Stage.CLASSIFY)
+    label_submit(assignment=lease, payload={"categories": []})
+    assert project_needs_recompute(project, now=report.computed_at + timedelta(seconds=5)) is False
+    assert project_needs_recompute(project, now=later) is True
+    assert project_needs_recompute(project, now=timezone.now() + timedelta(seconds=30)) is True
+
+
 def test_needs_recompute_is_a_few_cheap_queries(project, django_assert_max_num_queries):
     agreement_report_compute(project=project)
     with django_assert_max_num_queries(3):

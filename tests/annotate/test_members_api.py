@@ -14,6 +14,7 @@ from annotate.models import (
     GoldStage1Label,
     Membership,
     Stage,
+    Stage1Label,
 )
 from tests.factories import PromptFactory, QAPairFactory, Stage1WorkItemFactory, UserFactory
 
@@ -111,3 +112,42 @@ def test_the_last_admin_can_neither_leave_nor_step_down(api, project, admin_user
     # With a second admin, the first may step down.
     api(admin_user).patch(URL + "researcher/", {"role": "admin"}, format="json")
     assert api(admin_user).patch(URL + "admin/", {"role": "annotator"}, format="json").status_code == 200
+
+
+@pytest.fixture(params=["statements", "orm"])
+def engine_path(request, settings):
+    settings.WORKER_LOOP_FAST_PATH = request.param == "statements"
+    return request.param
+
+
+def test_a_paused_worker_cannot_label_until_resumed(api, project, admin_user, worker, items, engine_path):
+    """Pausing releases the worker's lease, and every call of theirs is refused (claim, submit on the old
+    lease, the label page) on both the prepared-statement and the ORM path, with a message; resuming
+    lets them work again. Both are audited with the reason."""
+    lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+    member = URL + "worker/"
+    refused = api(admin_user).patch(member, {"paused": True}, format="json")
+    assert refused.status_code == 400 and "Say why" in str(refused.json())
+    paused = api(admin_user).patch(member, {"paused": True, "reason": "gold accuracy 40%"}, format="json")
+    assert paused.status_code == 200 and paused.json()["paused_reason"] == "gold accuracy 40%"
+    lease.refresh_from_db()
+    assert lease.status != AssignmentStatus.LEASED
+    loop = api(worker)
+    claim = loop.post("/api/v1/projects/demo-project/tasks/next/", {"stage": 1}, format="json")
+    assert claim.status_code == 403 and "paused your labelling" in str(claim.json())
+    submit = loop.post(f"/api/v1/assignments/{lease.pk}/submit/", {"categories": []}, format="json")
+    assert submit.status_code in (403, 404, 400) and submit.status_code != 200
+    assert not Stage1Label.objects.filter(worker=worker).exists()
+    # A researcher or admin cannot be paused (only annotators label for pay and are judged on gold).
+    assert (
+        api(admin_user).patch(URL + "admin/", {"paused": True, "reason": "x"}, format="json").status_code
+        == 400
+    )
+    resumed = api(admin_user).patch(member, {"paused": False}, format="json")
+    assert resumed.status_code == 200 and resumed.json()["paused_at"] is None
+    claim = loop.post("/api/v1/projects/demo-project/tasks/next/", {"stage": 1}, format="json")
+    assert claim.status_code == 200
+    actions = list(
+        AuditEvent.objects.filter(target=f"user:{worker.pk}").order_by("id").values_list("action", flat=True)
+    )
+    assert actions == [AuditAction.MEMBERSHIP_PAUSE, AuditAction.MEMBERSHIP_RESUME]

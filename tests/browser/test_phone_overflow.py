@@ -39,7 +39,7 @@ def test_no_page_overflows_a_phone(
     pages = ["/", f"/projects/{slug}/", f"/projects/{slug}/dashboard/", f"/projects/{slug}/gold/",
              f"/projects/{slug}/datasets/", f"/projects/{slug}/training/", f"/projects/{slug}/training/new/",
              f"/projects/{slug}/training/jobs/{job.pk}/", f"/projects/{slug}/moderation/",
-             f"/projects/{slug}/import/", f"/projects/{slug}/team/", "/projects/new/"]  # fmt: skip
+             f"/projects/{slug}/import/", f"/projects/{slug}/team/", f"/projects/{slug}/settings/", "/projects/new/"]  # fmt: skip
     wide = []
     for url in pages:
         page.goto(url)

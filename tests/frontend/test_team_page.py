@@ -78,3 +78,31 @@ def test_the_last_admin_is_told_why_they_cannot_leave(client, project, admin_use
     page = client.get(url(project)).content.decode()
     assert "the only admin of demo-project" in page
     assert Membership.objects.get(project=project, user=admin_user).role == "admin"
+
+
+def test_an_admin_pauses_a_flagged_worker_from_the_team_page(client, project, admin_user, worker):
+    project.gold_rate, project.gold_min_items, project.gold_accuracy_threshold = 0.0, 1, 0.9
+    project.save()
+    qa = QAPairFactory(prompt=PromptFactory(project=project))
+    Stage1WorkItemFactory(qa_pair=qa)
+    from annotate.assignment import label_submit_for_worker
+    from annotate.models import GoldStage1Label
+
+    GoldStage1Label.objects.create(qa_pair=qa, categories=0, is_safe=True, source="expert")
+    lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+    label_submit_for_worker(worker=worker, assignment_id=lease.pk, payload={"categories": ["self_harm"]})
+    client.force_login(admin_user)
+    page = client.get(url(project)).content.decode()
+    # The flagged worker's pause form is open and suggests the reason.
+    assert "Flagged" in page and "<details open>" in page
+    client.post(
+        url(project, "team-pause", "worker"), {"reason": "Gold accuracy below the project's threshold"}
+    )
+    assert Membership.objects.get(project=project, user=worker).paused_at is not None
+    client.force_login(worker)
+    refused = client.get(reverse("frontend:label", args=[project.slug, 1]))
+    assert refused.status_code == 403 and "paused your labelling" in refused.content.decode()
+    client.force_login(admin_user)
+    client.post(url(project, "team-pause", "worker"), {"action": "resume"})
+    client.force_login(worker)
+    assert client.get(reverse("frontend:label", args=[project.slug, 1])).status_code == 200
