@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -150,7 +150,15 @@ class MemberDetailApi(APIView):
                 membership_resume(project=project, user=membership.user, actor=request.user)
         return Response(MemberOutput(_member(project, username)).data)
 
-    @extend_schema(request=RemoveSerializer, responses={200: serializers.DictField()})
+    @extend_schema(
+        request=RemoveSerializer,
+        responses={
+            200: inline_serializer(
+                "MemberRemoved",
+                {"username": serializers.CharField(), "released_leases": serializers.IntegerField()},
+            )
+        },
+    )
     def delete(self, request: Request, slug: str, username: str) -> Response:
         project, membership = self._membership(request, slug, username)
         data = self.RemoveSerializer(data=request.data)

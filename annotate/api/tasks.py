@@ -72,11 +72,17 @@ class SubmitApi(APIView):
                     required=False,
                     help_text="Stage 1: the harm categories the QA pair falls in (an empty list: safe).",
                 ),
-                "better_response_id": serializers.ChoiceField(
-                    choices=[0, 1], required=False, help_text="Stage 2: the more helpful response, as shown."
+                "better_response_id": serializers.IntegerField(
+                    min_value=0,
+                    max_value=1,
+                    required=False,
+                    help_text="Stage 2: the more helpful response, as shown.",
                 ),
-                "safer_response_id": serializers.ChoiceField(
-                    choices=[0, 1], required=False, help_text="Stage 2: the more harmless response, as shown."
+                "safer_response_id": serializers.IntegerField(
+                    min_value=0,
+                    max_value=1,
+                    required=False,
+                    help_text="Stage 2: the more harmless response, as shown.",
                 ),
             },
         ),
