@@ -19,7 +19,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from annotate.access import LABEL_ROLES, get_assignment_for_worker, get_project_for_user
 from annotate.assignment import assignment_claim, assignment_skip, label_submit
 from annotate.categories import HARM_CATEGORIES, SHORT_LABELS
-from annotate.models import Assignment, AssignmentStatus, Project, Stage
+from annotate.models import Assignment, AssignmentStatus, Project, Stage, WorkItem
 from annotate.selectors import assignment_view, submitted_answer, worker_last_submission, worker_progress
 from frontend.markdown import render_markdown
 from frontend.views import HtmxHttpRequest, render_page
@@ -67,6 +67,9 @@ def _task_context(
         "error": error,
         "revising": revising,
         "progress": worker_progress(project=project, worker=request.user, stage=stage),
+        # Nothing to show: is the stage done for this worker, or has nothing been imported yet?
+        "stage_is_empty": assignment is None
+        and not WorkItem.objects.filter(project=project, stage=stage).exists(),
         "can_revise": not revising
         and worker_last_submission(project=project, worker=request.user, stage=stage) is not None,
     }

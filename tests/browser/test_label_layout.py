@@ -3,6 +3,8 @@ view without scrolling the page, even for a long response, which scrolls in its 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -96,4 +98,25 @@ def test_the_guidelines_take_focus_and_give_it_back(
     expect(heading).to_be_focused()
     page.locator('#guidelines [data-action="toggle-guidelines"]').click()
     expect(page.locator("#task-heading")).to_be_focused()
+    context.close()
+
+
+def test_the_lease_counts_down_and_warns_in_its_last_minute(
+    browser, live_server, transactional_db, project, worker, login
+):
+    project.gold_rate, project.lease_seconds = 0.0, 90
+    project.save()
+    Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=PromptFactory(project=project), response="An answer."))
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    login(page, "worker")
+    page.goto(f"/projects/{project.slug}/label/1/")
+    lease = page.get_by_test_id("lease")
+    expect(lease).to_contain_text(re.compile(r"\(1:[0-2]\d left\)"))
+    expect(lease).not_to_have_class(re.compile("lease--warning"))
+    # The same lease seen 40 s later (the page's clock moved on): under a minute left, a warning.
+    page.clock.install()
+    page.clock.fast_forward(40_000)
+    expect(lease).to_contain_text(re.compile(r"\(0:[0-5]\d left\)"))
+    expect(lease).to_have_class(re.compile("lease--warning"))
     context.close()

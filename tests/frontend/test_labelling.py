@@ -130,9 +130,19 @@ def test_revise_shows_the_last_answer_prefilled_and_saves_the_change(client, wor
     assert Stage1Label.objects.get(assignment=first).categories == 1
 
 
-def test_nothing_left_says_so(client, worker, project):
+def test_an_empty_stage_and_a_finished_one_say_different_things(client, worker, project):
     client.force_login(worker)
-    assert "Nothing left for you in this stage" in _page(client, project).content.decode()
+    empty = _page(client, project).content.decode()
+    assert "No items in this stage yet" in empty and "Nothing left for you" not in empty
+    assert "two answers to the same prompt have settled" in _page(client, project, stage=2).content.decode()
+    project.gold_rate = 0.0
+    project.save()
+    Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=PromptFactory(project=project)))
+    _page(client, project)
+    lease = _lease(worker)
+    client.post(reverse("frontend:label-submit", args=[project.slug, 1, lease.pk]), {"safe": "1"})
+    done = _page(client, project).content.decode()
+    assert "Nothing left for you in this stage" in done and "No items in this stage yet" not in done
 
 
 def test_stage2_shows_both_responses_with_safety_badges_and_the_invariant(client, worker, project):

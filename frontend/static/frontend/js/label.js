@@ -113,6 +113,26 @@
     if (button) { toggleGuidelines(); e.preventDefault(); }
   });
 
+  // The lease countdown: minutes and seconds left on the task, a warning in its last minute, and a
+  // plain statement once it has lapsed (the task may then go to someone else).
+  const LEASE_WARNING_S = 60;
+  function updateLease() {
+    document.querySelectorAll("[data-lease-expires]").forEach(function (lease) {
+      const left = Math.round((Date.parse(lease.dataset.leaseExpires) - Date.now()) / 1000);
+      const out = lease.querySelector(".lease__left");
+      lease.classList.toggle("lease--warning", left <= LEASE_WARNING_S);
+      if (left <= 0) {
+        out.textContent = ": lapsed. Submit still counts unless its place went to another worker.";
+      } else {
+        const minutes = Math.floor(left / 60), seconds = String(left % 60).padStart(2, "0");
+        out.textContent = " (" + minutes + ":" + seconds + " left)";
+      }
+    });
+  }
+  window.setInterval(updateLease, 1000);
+  document.addEventListener("DOMContentLoaded", updateLease);
+  document.addEventListener("htmx:afterSwap", updateLease);
+
   // A text pane longer than it shows gets a "more below" cue until it is scrolled to its end (the
   // harmful part of a response is often at the end).
   function updateScrollCues(root) {
