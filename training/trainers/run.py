@@ -435,7 +435,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = {k: payload[k] for k in ("status", "global_step", "artifact_path", "checkpoint")}
         summary["eval"] = payload["eval"].get("metrics", {})
         print(json.dumps(summary, default=str), flush=True)
+    _leave_process_group()
     return code
+
+
+def _leave_process_group() -> None:
+    """Under several processes, leave the process group together before exiting: a rank that exits
+    with gloo's threads still running can die in teardown (SIGABRT, "terminate called without an
+    active exception") after a run that succeeded, and the launcher then reports the whole run failed."""
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _is_main_process() -> bool:
