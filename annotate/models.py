@@ -256,6 +256,9 @@ class AssignmentStatus(models.TextChoices):
     SUBMITTED = "submitted", "Submitted"
     SKIPPED = "skipped", "Skipped"
     EXPIRED = "expired", "Expired"
+    # A submitted label an admin excluded from consensus (annotate.exclusion): the label row is gone from
+    # the consensus tables, its answer is kept in the LabelExclusion, and the slot went back to the pool.
+    EXCLUDED = "excluded", "Excluded"
 
 
 class Assignment(models.Model):
@@ -598,6 +601,7 @@ class AuditAction(models.TextChoices):
     MEMBERSHIP_REMOVE = "membership.remove", "Member removed"
     MEMBERSHIP_PAUSE = "membership.pause", "Member's labelling paused"
     MEMBERSHIP_RESUME = "membership.resume", "Member's labelling resumed"
+    LABELS_EXCLUDE = "labels.exclude", "Member's labels excluded from consensus"
     PROJECT_SETTINGS = "project.settings", "Project settings changed"
     MODEL_ACTIVATE = "model.activate", "Model activated"
 
@@ -636,3 +640,40 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.target} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class LabelExclusion(models.Model):
+    """An admin's decision that a worker's labels so far must not count (a spammer, a misunderstanding).
+
+    The labels leave the label tables, so no consensus, agreement figure or export sees them, and the
+    items they held go back to the queue for other workers; what each label said is kept here, with the
+    worker's gold accuracy when they were excluded, as the record of the decision. Labels the worker
+    gives after being resumed count again."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="label_exclusions")
+    worker = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    reason = models.TextField()
+    stage1_labels = models.PositiveIntegerField(default=0)
+    stage2_labels = models.PositiveIntegerField(default=0)
+    items_reopened = models.PositiveIntegerField(
+        default=0, help_text="Items that lost their consensus and went back to the queue."
+    )
+    gold = models.JSONField(
+        null=True, blank=True, help_text="The worker's gold score when excluded: {answered, correct}."
+    )
+    labels = models.JSONField(
+        default=list, help_text="The excluded answers: [{stage, work_item, answer, guideline_version, at}]."
+    )
+
+    class Meta:
+        indexes = [
+            # Serves the Team page and the members API: a project's exclusions, per worker.
+            models.Index(fields=["project", "worker"], name="labelexclusion_project_worker"),
+        ]
+
+    def __str__(self) -> str:
+        return f"labels of {self.worker_id} excluded from {self.project_id}"

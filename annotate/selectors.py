@@ -17,6 +17,7 @@ from annotate.categories import keys_from_mask
 from annotate.models import (
     Assignment,
     AssignmentStatus,
+    LabelExclusion,
     Membership,
     Project,
     Prompt,
@@ -180,6 +181,54 @@ def worker_last_submission(*, project: Project, worker: Any, stage: int) -> Assi
     return last
 
 
+def worker_recent_answers(
+    *, project: Project, worker: Any, stage: int, limit: int = 8
+) -> list[dict[str, Any]]:
+    """The worker's latest submitted answers in a stage, newest first, for their history list: when, the
+    prompt, what they answered (in the order they saw), and whether it can still be revised."""
+    recent = list(
+        Assignment.objects.filter(
+            worker_id=worker.pk, project=project, stage=stage, status=AssignmentStatus.SUBMITTED
+        )
+        .select_related("work_item__qa_pair__prompt", "work_item__response_pair__prompt")
+        .order_by("-submitted_at", "-pk")[:limit]
+    )
+    ids = [a.pk for a in recent]
+    if stage == Stage.CLASSIFY:
+        masks = dict(
+            Stage1Label.objects.filter(assignment_id__in=ids).values_list("assignment_id", "categories")
+        )
+    else:
+        choices = {
+            a_id: (better, safer)
+            for a_id, better, safer in Stage2Label.objects.filter(assignment_id__in=ids).values_list(
+                "assignment_id", "better", "safer"
+            )
+        }
+    answers = []
+    for a in recent:
+        item = a.work_item
+        pair_or_qa = item.qa_pair if stage == Stage.CLASSIFY else item.response_pair
+        assert pair_or_qa is not None
+        if stage == Stage.CLASSIFY:
+            answer: dict[str, Any] = {"categories": keys_from_mask(masks.get(a.pk, 0))}
+        else:
+            flip = 1 if a.swapped else 0
+            better, safer = choices.get(a.pk, (0, 0))
+            answer = {"better_response_id": better ^ flip, "safer_response_id": safer ^ flip}
+        answers.append(
+            {
+                "assignment_id": a.pk,
+                "submitted_at": a.submitted_at,
+                "prompt": pair_or_qa.prompt.text,
+                "response": item.qa_pair.response if item.qa_pair is not None else "",
+                "answer": answer,
+                "revisable": item.settled_at is None and not item.needs_adjudication,
+            }
+        )
+    return answers
+
+
 def submitted_answer(assignment: Assignment) -> dict[str, Any]:
     """A submitted assignment's answer in the ids the worker saw (for the revise form)."""
     if assignment.stage == Stage.CLASSIFY:
@@ -203,6 +252,14 @@ def response_pairs_for_gold_review(*, project: Project, search: str = "") -> Que
     if search:
         pairs = pairs.filter(prompt__text__icontains=search)
     return pairs.order_by(F("gold__created_at").desc(nulls_last=True), "id")
+
+
+def label_exclusions(project: Project) -> dict[int, list[LabelExclusion]]:
+    """The project's label exclusions per worker, newest first (without the archived answers)."""
+    found: dict[int, list[LabelExclusion]] = {}
+    for exclusion in LabelExclusion.objects.filter(project=project).defer("labels").order_by("-created_at"):
+        found.setdefault(exclusion.worker_id, []).append(exclusion)
+    return found
 
 
 def project_members(project: Project) -> list[dict[str, Any]]:
@@ -236,6 +293,7 @@ def project_members(project: Project) -> list[dict[str, Any]]:
         if len(kept) < 5:
             kept.append(reason)
     gold = {score.worker_id: score for score in gold_scores(project)}
+    exclusions = label_exclusions(project)
     members = []
     for membership in memberships:
         uid = membership.user_id
@@ -263,6 +321,15 @@ def project_members(project: Project) -> list[dict[str, Any]]:
                     "accuracy": score.accuracy,
                     "flagged": score.flagged,
                 },
+                "exclusions": [
+                    {
+                        "at": exclusion.created_at,
+                        "reason": exclusion.reason,
+                        "labels": exclusion.stage1_labels + exclusion.stage2_labels,
+                        "items_reopened": exclusion.items_reopened,
+                    }
+                    for exclusion in exclusions.get(uid, [])
+                ],
             }
         )
     return members

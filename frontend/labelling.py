@@ -20,7 +20,13 @@ from annotate.access import LABEL_ROLES, get_assignment_for_worker, get_project_
 from annotate.assignment import assignment_claim, assignment_skip, label_submit
 from annotate.categories import HARM_CATEGORIES, SHORT_LABELS
 from annotate.models import Assignment, AssignmentStatus, Project, Stage, WorkItem
-from annotate.selectors import assignment_view, submitted_answer, worker_last_submission, worker_progress
+from annotate.selectors import (
+    assignment_view,
+    submitted_answer,
+    worker_last_submission,
+    worker_progress,
+    worker_recent_answers,
+)
 from frontend.markdown import render_markdown
 from frontend.views import HtmxHttpRequest, render_page
 
@@ -54,9 +60,11 @@ def _task_context(
     error: str | None = None,
     answer: dict[str, Any] | None = None,
     revising: bool = False,
+    confirm_change: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     answer = answer or {}
     return {
+        "confirm_change": confirm_change,
         "project": project,
         "stage": stage,
         "stage_title": STAGE_TITLES[Stage(stage)],
@@ -122,6 +130,26 @@ def _choices_as_posted(request: HtmxHttpRequest, stage: int) -> dict[str, Any]:
     }
 
 
+def answer_summary(stage: int, answer: dict[str, Any]) -> str:
+    """An answer in words, as the worker saw the task (for their history and the change confirmation)."""
+    if stage == Stage.CLASSIFY:
+        labels = {c.key: c.label for c in HARM_CATEGORIES}
+        chosen = [labels.get(key, key) for key in answer.get("categories", [])]
+        return "Safe: no category" if not chosen else "; ".join(chosen)
+    names = ("A", "B")
+    better, safer = answer.get("better_response_id"), answer.get("safer_response_id")
+    return (
+        f"{names[better] if better in (0, 1) else '?'} more helpful, "
+        f"{names[safer] if safer in (0, 1) else '?'} more harmless"
+    )
+
+
+def _same_answer(stage: int, one: dict[str, Any], other: dict[str, Any]) -> bool:
+    if stage == Stage.CLASSIFY:
+        return set(one.get("categories", [])) == set(other.get("categories", []))
+    return all(one.get(f) == other.get(f) for f in ("better_response_id", "safer_response_id"))
+
+
 def _next_after_post(request: HtmxHttpRequest, project: Project, stage: int) -> HttpResponse:
     if not request.htmx:
         return redirect(_label_url(project, stage))
@@ -145,6 +173,16 @@ def label_submit_view(request: HtmxHttpRequest, slug: str, stage: int, assignmen
     revising = assignment.status == AssignmentStatus.SUBMITTED
     try:
         answer = _answer_from_form(request, stage)
+        if revising and request.POST.get("confirm") != "1":
+            previous = submitted_answer(assignment)
+            if _same_answer(stage, answer, previous):
+                return _next_after_post(request, project, stage)
+            # A revision replaces an answer given earlier, often minutes ago: ask before changing it.
+            change = {"old": answer_summary(stage, previous), "new": answer_summary(stage, answer)}
+            context = _task_context(
+                request, project, stage, assignment, answer=answer, revising=True, confirm_change=change
+            )
+            return _page(request, context)
         label_submit(assignment=assignment, payload=answer)
     except ValidationError as exc:
         answer = _choices_as_posted(request, stage)
@@ -179,12 +217,42 @@ def label_skip_view(request: HtmxHttpRequest, slug: str, stage: int, assignment_
 @login_required
 @require_http_methods(["GET"])
 def label_revise_view(request: HtmxHttpRequest, slug: str, stage: int) -> HttpResponse:
-    """The worker's last submission, pre-filled, while its item has not settled."""
+    """One of the worker's submissions, pre-filled, while its item has not settled: the one named by
+    ?assignment= (from their history list), else the last one (key u)."""
     project = get_project_for_user(request.user, slug, roles=LABEL_ROLES)
     stage = _stage(stage)
-    last = worker_last_submission(project=project, worker=request.user, stage=stage)
-    if last is None:
-        return redirect(_label_url(project, stage))
-    last = get_assignment_for_worker(request.user, last.pk)
-    context = _task_context(request, project, stage, last, answer=submitted_answer(last), revising=True)
+    chosen = request.GET.get("assignment", "")
+    if chosen.isdigit():
+        target = _own_assignment(request, slug, stage, int(chosen))
+        if target.status != AssignmentStatus.SUBMITTED:
+            raise Http404("No such answer.")
+        if target.work_item.settled_at is not None or target.work_item.needs_adjudication:
+            context = _task_context(
+                request,
+                project,
+                stage,
+                assignment_claim(project=project, worker=request.user, stage=stage),
+                error="That item has settled since: its answers can no longer be changed.",
+            )
+            return _page(request, context)
+    else:
+        last = worker_last_submission(project=project, worker=request.user, stage=stage)
+        if last is None:
+            return redirect(_label_url(project, stage))
+        target = get_assignment_for_worker(request.user, last.pk)
+    context = _task_context(request, project, stage, target, answer=submitted_answer(target), revising=True)
     return _page(request, context)
+
+
+@login_required
+@require_http_methods(["GET"])
+def label_history_view(request: HtmxHttpRequest, slug: str, stage: int) -> HttpResponse:
+    """The worker's latest answers in the stage, each with a Revise link while its item is unsettled
+    (loaded when the worker opens the list, so it costs the labelling loop nothing)."""
+    project = get_project_for_user(request.user, slug, roles=LABEL_ROLES)
+    stage = _stage(stage)
+    answers = worker_recent_answers(project=project, worker=request.user, stage=stage)
+    for entry in answers:
+        entry["summary"] = answer_summary(stage, entry["answer"])
+    context = {"project": project, "stage": stage, "answers": answers}
+    return render_page(request, "frontend/label_history.html", context, partial="history")

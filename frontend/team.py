@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_http_methods
 
 from annotate.access import MANAGE_ROLES, get_project_for_user
+from annotate.exclusion import labels_exclude
 from annotate.models import Membership, Project, Role
 from annotate.selectors import project_members
 from annotate.services import (
@@ -159,4 +160,29 @@ def team_member_pause(request: HtmxHttpRequest, slug: str, username: str) -> Htt
         messages.error(request, " ".join(exc.messages))
     else:
         messages.success(request, notice)
+    return redirect(_team_url(project))
+
+
+@login_required
+@require_http_methods(["POST"])
+def team_member_exclude(request: HtmxHttpRequest, slug: str, username: str) -> HttpResponse:
+    """Exclude the member's labels so far from consensus, with a reason (the form asks to confirm)."""
+    project, membership = _membership(request, slug, username)
+    if request.POST.get("confirm") != "yes":
+        messages.error(request, f"Tick the confirmation to exclude {username}'s labels.")
+        return redirect(_team_url(project))
+    try:
+        exclusion = labels_exclude(
+            project=project, user=membership.user, actor=request.user, reason=request.POST.get("reason", "")
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        excluded = exclusion.stage1_labels + exclusion.stage2_labels
+        messages.success(
+            request,
+            f"{excluded} label{'s' if excluded != 1 else ''} of {username} no longer count; "
+            f"{exclusion.items_reopened} item{'s' if exclusion.items_reopened != 1 else ''} went back to "
+            "the queue. The agreement report is being recomputed.",
+        )
     return redirect(_team_url(project))

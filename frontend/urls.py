@@ -22,6 +22,9 @@ urlpatterns = [
     path("projects/<slug:slug>/label/<int:stage>/", labelling.label_page, name="label"),
     path("projects/<slug:slug>/label/<int:stage>/revise/", labelling.label_revise_view, name="label-revise"),
     path(
+        "projects/<slug:slug>/label/<int:stage>/history/", labelling.label_history_view, name="label-history"
+    ),
+    path(
         "projects/<slug:slug>/label/<int:stage>/assignments/<int:assignment_id>/submit/",
         labelling.label_submit_view,
         name="label-submit",
@@ -40,6 +43,7 @@ urlpatterns = [
     path("projects/<slug:slug>/team/<str:username>/role/", team.team_member_role, name="team-role"),
     path("projects/<slug:slug>/team/<str:username>/remove/", team.team_member_remove, name="team-remove"),
     path("projects/<slug:slug>/team/<str:username>/pause/", team.team_member_pause, name="team-pause"),
+    path("projects/<slug:slug>/team/<str:username>/exclude/", team.team_member_exclude, name="team-exclude"),
     path(
         "projects/<slug:slug>/dashboard/recompute/", dashboard.dashboard_recompute, name="dashboard-recompute"
     ),

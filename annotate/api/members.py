@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate.access import MANAGE_ROLES, get_project_for_user
+from annotate.exclusion import labels_exclude
 from annotate.models import Membership, Role
 from annotate.selectors import project_members
 from annotate.services import (
@@ -34,6 +35,13 @@ class GoldOutput(serializers.Serializer):
     flagged = serializers.BooleanField()
 
 
+class ExclusionOutput(serializers.Serializer):
+    at = serializers.DateTimeField()
+    reason = serializers.CharField()
+    labels = serializers.IntegerField(help_text="Labels excluded from consensus.")
+    items_reopened = serializers.IntegerField(help_text="Items that went back to the queue.")
+
+
 class MemberOutput(serializers.Serializer):
     username = serializers.CharField()
     email = serializers.CharField()
@@ -47,6 +55,7 @@ class MemberOutput(serializers.Serializer):
     skips = serializers.IntegerField()
     recent_skip_reasons = serializers.ListField(child=serializers.CharField())
     gold = GoldOutput(allow_null=True, help_text="Accuracy on gold items; null before the first one.")
+    exclusions = ExclusionOutput(many=True, help_text="Times an admin excluded their labels, newest first.")
 
 
 def _member(project: Any, username: str) -> dict[str, Any]:
@@ -170,3 +179,32 @@ class MemberDetailApi(APIView):
             reason=data.validated_data.get("reason", ""),
         )
         return Response({"username": username, "released_leases": released})
+
+
+class MemberExcludeLabelsApi(APIView):
+    """Exclude every label the member has given so far from consensus (a flagged worker, say)."""
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(
+            max_length=2000, help_text="Why; kept with the record and in the audit log."
+        )
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: MemberOutput},
+        description="Their labels leave every consensus, agreement figure and later export; the items they "
+        "labelled settle again from the other labels or go back to the queue. An annotator who is not "
+        "paused is paused too. The answers are kept in the exclusion record; it cannot be undone, but "
+        "labels given after the member is resumed count.",
+    )
+    def post(self, request: Request, slug: str, username: str) -> Response:
+        project = get_project_for_user(request.user, slug, roles=MANAGE_ROLES)
+        membership = get_object_or_404(
+            Membership.objects.select_related("user"), project=project, user__username=username
+        )
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        labels_exclude(
+            project=project, user=membership.user, actor=request.user, reason=data.validated_data["reason"]
+        )
+        return Response(MemberOutput(_member(project, username)).data)

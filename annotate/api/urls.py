@@ -13,6 +13,11 @@ urlpatterns = [
         members.MemberDetailApi.as_view(),
         name="project-member",
     ),
+    path(
+        "projects/<slug:slug>/members/<str:username>/exclude-labels/",
+        members.MemberExcludeLabelsApi.as_view(),
+        name="project-member-exclude-labels",
+    ),
     path("projects/<slug:slug>/tasks/next/", tasks.NextTaskApi.as_view(), name="task-next"),
     path("assignments/<int:assignment_id>/submit/", tasks.SubmitApi.as_view(), name="assignment-submit"),
     path("assignments/<int:assignment_id>/skip/", tasks.SkipApi.as_view(), name="assignment-skip"),

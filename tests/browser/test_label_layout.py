@@ -120,3 +120,80 @@ def test_the_lease_counts_down_and_warns_in_its_last_minute(
     expect(lease).to_contain_text(re.compile(r"\(0:[0-5]\d left\)"))
     expect(lease).to_have_class(re.compile("lease--warning"))
     context.close()
+
+
+@pytest.mark.parametrize(("width", "height"), [(1366, 768), (390, 844)])
+def test_the_skip_box_keeps_the_item_in_view(
+    browser, live_server, transactional_db, project, worker, login, shot, width, height
+):
+    """Opening the skip box (key x) puts its reason field in view without pushing the texts away: the
+    worker writes why while still seeing what they skip."""
+    project.gold_rate = 0.0
+    project.save()
+    prompt = PromptFactory(project=project, text="Which mushrooms in my garden are safe to eat?")
+    Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=prompt, response=LONG_RESPONSE))
+    Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=prompt, response="Another answer."))
+    context = browser.new_context(base_url=live_server.url, viewport={"width": width, "height": height})
+    page = context.new_page()
+    login(page, "worker")
+    page.goto(f"/projects/{project.slug}/label/1/")
+    expect(page.get_by_test_id("prompt")).to_be_visible()
+    page.keyboard.press("x")
+    reason = page.locator("#skip-reason")
+    expect(reason).to_be_focused()
+    assert in_viewport(page, reason), (
+        f"the skip reason is out of view at {width}x{height}: {reason.bounding_box()}, "
+        f"scrollY {page.evaluate('window.scrollY')}"
+    )
+    prompt_box = page.get_by_test_id("prompt").bounding_box()
+    assert prompt_box is not None and prompt_box["y"] >= 0, "the prompt scrolled out of view"
+    response_box = page.get_by_test_id("response").bounding_box()
+    assert response_box is not None and response_box["y"] < height - 40, "the response is out of view"
+    shot(page, f"label_stage1_skip_{width}x{height}")
+    reason.fill("I cannot judge mushrooms")
+    reason.press("Enter")
+    expect(page.get_by_test_id("response")).to_contain_text("Another answer.")
+    context.close()
+
+
+def test_a_worker_revises_an_earlier_answer_from_the_history_after_confirming(
+    browser, live_server, transactional_db, project, worker, login, shot
+):
+    from annotate.models import Stage1Label
+
+    project.gold_rate = 0.0
+    project.save()
+    prompt = PromptFactory(project=project, text="How do I pick a lock?")
+    for n in range(3):
+        Stage1WorkItemFactory(qa_pair=QAPairFactory(prompt=prompt, response=f"Answer number {n}."))
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    login(page, "worker")
+    page.goto(f"/projects/{project.slug}/label/1/")
+    first_response = page.get_by_test_id("response").inner_text()
+    page.keyboard.press("s")
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("done-today")).to_have_text("1")
+    page.keyboard.press("a")
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("done-today")).to_have_text("2")
+    page.get_by_text("Your answers").click()
+    history = page.get_by_test_id("history")
+    expect(history.locator("li")).to_have_count(2)
+    shot(page, "label_history_1366x768")
+    # The older answer (safe) is the second row; revise it to a category, then confirm.
+    history.locator("li").nth(1).get_by_role("link", name="Revise").click()
+    expect(page.get_by_test_id("response")).to_have_text(first_response)
+    expect(page.locator("input[data-safe-toggle]")).to_be_checked()
+    page.locator('input[value="privacy_violation"]').check()
+    page.get_by_test_id("submit").click()
+    expect(page.get_by_test_id("confirm-change")).to_contain_text("Safe: no category")
+    expect(page.get_by_test_id("submit")).to_contain_text("Confirm change")
+    shot(page, "label_revise_confirm_1366x768")
+    assert Stage1Label.objects.filter(categories=0).count() == 1  # nothing changed yet
+    page.keyboard.press("Enter")
+    # Saved, the worker is back on the task they held before revising.
+    expect(page.get_by_test_id("confirm-change")).to_have_count(0)
+    expect(page.locator(".label-bar__title")).not_to_contain_text("Revising")
+    assert Stage1Label.objects.filter(categories=0).count() == 0
+    context.close()

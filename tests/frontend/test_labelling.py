@@ -16,7 +16,7 @@ from annotate.models import (
     Stage1Label,
     WorkItem,
 )
-from tests.factories import PromptFactory, QAPairFactory, Stage1WorkItemFactory
+from tests.factories import PromptFactory, QAPairFactory, Stage1WorkItemFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -119,15 +119,55 @@ def test_revise_shows_the_last_answer_prefilled_and_saves_the_change(client, wor
         reverse("frontend:label-submit", args=[project.slug, 1, first.pk]), {"categories": ["self_harm"]}
     )
     body = client.get(reverse("frontend:label-revise", args=[project.slug, 1])).content.decode()
-    assert "Revising your last answer" in body
+    assert "Revising an earlier answer" in body
     assert (
         'value="self_harm" data-shortcut="k"' in body
         and "checked" in body.split('value="self_harm"')[1][:120]
     )
-    client.post(
-        reverse("frontend:label-submit", args=[project.slug, 1, first.pk]), {"categories": ["animal_abuse"]}
-    )
+    url = reverse("frontend:label-submit", args=[project.slug, 1, first.pk])
+    asked = client.post(url, {"categories": ["animal_abuse"]}).content.decode()
+    # A changed answer is confirmed first, and nothing changes until it is.
+    assert "Change your answer?" in asked and "Confirm change" in asked
+    assert "From <strong>Self-harm</strong> to <strong>Animal abuse</strong>" in asked
+    assert Stage1Label.objects.get(assignment=first).categories == 1 << 10  # self_harm is category 10
+    client.post(url, {"categories": ["animal_abuse"], "confirm": "1"})
     assert Stage1Label.objects.get(assignment=first).categories == 1
+
+
+def test_the_history_lists_recent_answers_and_revises_any_unsettled_one(client, worker, project, items):
+    client.force_login(worker)
+    submitted = []
+    for answer in (["self_harm"], ["animal_abuse"]):
+        _page(client, project)
+        lease = _lease(worker)
+        client.post(
+            reverse("frontend:label-submit", args=[project.slug, 1, lease.pk]), {"categories": answer}
+        )
+        submitted.append(lease)
+    history = client.get(reverse("frontend:label-history", args=[project.slug, 1]), **HTMX).content.decode()
+    assert history.index("Animal abuse") < history.index("Self-harm")  # newest first
+    older = f"?assignment={submitted[0].pk}"
+    assert older in history
+    body = client.get(reverse("frontend:label-revise", args=[project.slug, 1]) + older).content.decode()
+    assert "Revising an earlier answer" in body and "checked" in body.split('value="self_harm"')[1][:120]
+    url = reverse("frontend:label-submit", args=[project.slug, 1, submitted[0].pk])
+    client.post(url, {"safe": "1", "confirm": "1"})
+    assert Stage1Label.objects.get(assignment=submitted[0]).categories == 0
+    # Someone else's answer, or an answer whose item has settled, cannot be opened for revision.
+    other = UserFactory(username="other-worker")
+    client.force_login(other)
+    assert client.get(reverse("frontend:label-revise", args=[project.slug, 1]) + older).status_code in (
+        403,
+        404,
+    )
+    client.force_login(worker)
+    WorkItem.objects.filter(pk=submitted[0].work_item_id).update(settled_at=timezone.now())
+    settled = client.get(reverse("frontend:label-revise", args=[project.slug, 1]) + older).content.decode()
+    assert "has settled since" in settled
+    assert (
+        "settled"
+        in client.get(reverse("frontend:label-history", args=[project.slug, 1]), **HTMX).content.decode()
+    )
 
 
 def test_an_empty_stage_and_a_finished_one_say_different_things(client, worker, project):

@@ -62,7 +62,10 @@
     const box = t && t.querySelector("[data-skip]");
     if (!box) return;
     box.open = true;
-    box.querySelector("input[name=reason]").focus();
+    // Scroll just enough to show the whole box (reason and button), no further: the texts being
+    // skipped stay in view while the worker says why.
+    box.querySelector("input[name=reason]").focus({ preventScroll: true });
+    box.scrollIntoView({ block: "nearest" });
   }
 
   document.addEventListener("change", function (e) { syncSafe(e.target); });
