@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import authenticate, get_user_model
@@ -68,9 +69,15 @@ def test_it_builds_the_demo_project_with_work_in_both_stages():
     project = Project.objects.get(slug="demo")
     assert project.prompts.count() == 700 + 140 + 16
     assert project.qa_pairs.count() == 140 + 32
-    assert project.response_pairs.count() == 16
-    assert WorkItem.objects.filter(project=project, stage=Stage.CLASSIFY).count() == 172
-    assert WorkItem.objects.filter(project=project, stage=Stage.RANK).count() == 16
+    stage1 = WorkItem.objects.filter(project=project, stage=Stage.CLASSIFY)
+    assert stage1.count() == 172
+    # A realistic project: ordinary items with a 10% gold share, not a gold-only queue.
+    assert stage1.filter(is_gold=True).count() == 14 + 4  # a BeaverTails row per category, two PKU rows
+    assert project.gold_rate == pytest.approx(0.1)
+    # Stage 2 starts with the two gold pairs; the other prompts' responses pair once stage 1 settles them.
+    assert project.response_pairs.count() == 2
+    assert WorkItem.objects.filter(project=project, stage=Stage.RANK, is_gold=True).count() == 2
+    assert "stage 1: 172 items, 18 of them gold" in out
     assert "Stage 1" in project.guidelines and "Stage 2" in project.guidelines
     assert all(category.key in project.guidelines for category in HARM_CATEGORIES)
     for username, password in (("admin", "demo-admin-pass"), ("annotator3", "demo-annotator3-pass")):
@@ -100,7 +107,7 @@ def test_running_it_twice_changes_nothing():
     out = seed()
 
     assert sizes() == before
-    assert out.count("already imported") == 3
+    assert out.count("already imported") == 4
 
 
 def test_reset_passwords_restores_the_demo_password():
@@ -142,3 +149,52 @@ def test_it_builds_the_demo_policy_once(settings, tmp_path):
     assert model.config.vocab_size == len(tokenizer) and tokenizer.eos_token == "</s>"
     assert not (tmp_path / "models" / "demo-policy.partial").exists()
     assert "demo policy: already built" in seed()
+
+
+def test_gold_answers_are_the_datasets_labels_one_per_category():
+    import csv
+    import json
+
+    from django.conf import settings
+
+    from annotate.categories import keys_from_mask
+
+    seed()
+    data = settings.SHARED_DATA_DIR
+    with open(f"{data}/beavertails_30k_train_sample_140.csv", encoding="utf-8", newline="") as fh:
+        labelled = {(r["prompt"], r["response"]): r["category"] for r in csv.DictReader(fh)}
+    gold = GoldStage1Label.objects.filter(qa_pair__project__slug="demo").select_related("qa_pair__prompt")
+    from_beavertails = [g for g in gold if (g.qa_pair.prompt.text, g.qa_pair.response) in labelled]
+    assert len(from_beavertails) == 14
+    assert sorted(keys_from_mask(g.categories)[0] for g in from_beavertails) == sorted(
+        c.key for c in HARM_CATEGORIES
+    )
+    for g in from_beavertails:
+        assert keys_from_mask(g.categories) == [labelled[(g.qa_pair.prompt.text, g.qa_pair.response)]]
+    pku = json.loads((Path(data) / "pku_saferlhf_v0_sample_16.json").read_text(encoding="utf-8"))
+    by_prompt = {r["prompt"]: r for r in pku}
+    pairs = GoldStage2Label.objects.filter(response_pair__project__slug="demo").select_related(
+        "response_pair__prompt", "response_pair__qa_a"
+    )
+    assert pairs.count() == 2
+    for g in pairs:
+        row = by_prompt[g.response_pair.prompt.text]
+        flip = 0 if g.response_pair.qa_a.response == row["response_0"] else 1
+        assert (g.better ^ flip, g.safer ^ flip) == (row["better_response_id"], row["safer_response_id"])
+    # Every other QA pair is an ordinary item, unlabelled.
+    assert QAPair.objects.filter(project__slug="demo", gold__isnull=True).count() == 172 - 18
+
+
+def test_an_annotator_mostly_gets_ordinary_items():
+    from annotate.assignment import assignment_claim, label_submit_for_worker
+
+    seed()
+    project = Project.objects.get(slug="demo")
+    worker = get_user_model().objects.get(username="annotator1")
+    gold = 0
+    for _ in range(100):
+        lease = assignment_claim(project=project, worker=worker, stage=Stage.CLASSIFY)
+        gold += lease.work_item.is_gold
+        label_submit_for_worker(worker=worker, assignment_id=lease.pk, payload={"categories": []})
+    # The gold rate is 10%: over 100 tasks about ten gold ones (none at all: p = 0.9^100 < 1e-4).
+    assert 1 <= gold <= 25

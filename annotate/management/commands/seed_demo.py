@@ -4,6 +4,7 @@ Safe to run again (idempotent)."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
 from dataclasses import dataclass
@@ -18,27 +19,107 @@ from django.db import transaction
 
 from annotate.categories import HARM_CATEGORIES
 from annotate.importing import ImportRejected, import_file
-from annotate.models import ImportRecord, Project, Role
+from annotate.models import ImportRecord, Project, Role, Stage, WorkItem
 from annotate.services import membership_set, project_create, user_create
 
 DEMO_SLUG = "demo"
 DEMO_NAME = "Demo: BeaverTails safety annotation"
 
 
+# The shared sample files seed_demo reads.
+PROMPTS_FILE = "beavertails_evaluation_700.json"
+BEAVERTAILS_FILE = "beavertails_30k_train_sample_140.csv"
+PKU_FILE = "pku_saferlhf_v0_sample_16.json"
+DATA_FILES = (PROMPTS_FILE, BEAVERTAILS_FILE, PKU_FILE)
+
+
 @dataclass(frozen=True)
-class DemoFile:
+class DemoImport:
+    """One import of the demo: a file built from the shared samples, imported once (by its name)."""
+
     filename: str
     format: str
     what: str
+    content: bytes
 
 
-DEMO_FILES = (
-    DemoFile("beavertails_evaluation_700.json", "prompts", "700 BeaverTails-Evaluation prompts"),
-    DemoFile(
-        "beavertails_30k_train_sample_140.csv", "beavertails", "140 labelled BeaverTails QA pairs (gold)"
-    ),
-    DemoFile("pku_saferlhf_v0_sample_16.json", "pku-saferlhf", "16 PKU-SafeRLHF preference pairs (gold)"),
-)
+def _jsonl(rows: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+
+
+def _csv(rows: list[dict[str, str]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+def _gold_beavertails_rows(rows: list[dict[str, str]]) -> set[int]:
+    """The rows whose dataset labels become gold answers: the first row of each harm category (14 of the
+    140, one per category: a 10% gold share that tests every category once)."""
+    first: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        first.setdefault(row["category"], index)
+    return set(first.values())
+
+
+def _gold_pku_rows(rows: list[dict[str, Any]]) -> set[int]:
+    """Two of the 16 preference rows become gold pairs (about 10%): the first where exactly one response
+    is safe (the stage-2 invariant applies) and the first where both are unsafe."""
+    one_safe = next(i for i, r in enumerate(rows) if r["is_response_0_safe"] != r["is_response_1_safe"])
+    both_unsafe = next(
+        i for i, r in enumerate(rows) if not r["is_response_0_safe"] and not r["is_response_1_safe"]
+    )
+    return {one_safe, both_unsafe}
+
+
+def demo_imports(data_dir: Path) -> list[DemoImport]:
+    """What the demo imports, as a real project would hold it: the evaluation prompts, the QA pairs as
+    ordinary stage-1 items with a 10% gold share, and the preference rows' responses as ordinary QA pairs
+    that pair up for stage 2 once stage 1 settles them, two rows kept as gold pairs."""
+    with (data_dir / BEAVERTAILS_FILE).open(encoding="utf-8", newline="") as fh:
+        beavertails = list(csv.DictReader(fh))
+    pku = json.loads((data_dir / PKU_FILE).read_text(encoding="utf-8"))
+    gold_qa, gold_pairs = _gold_beavertails_rows(beavertails), _gold_pku_rows(pku)
+    ordinary_qa = [
+        {"prompt": r["prompt"], "response": r["response"]}
+        for i, r in enumerate(beavertails)
+        if i not in gold_qa
+    ]
+    ordinary_qa += [
+        {"prompt": r["prompt"], "response": r[f"response_{side}"]}
+        for i, r in enumerate(pku)
+        if i not in gold_pairs
+        for side in (0, 1)
+    ]
+    return [
+        DemoImport(
+            PROMPTS_FILE,
+            "prompts",
+            "700 BeaverTails-Evaluation prompts",
+            (data_dir / PROMPTS_FILE).read_bytes(),
+        ),
+        DemoImport(
+            "demo-qa-items.jsonl",
+            "qa",
+            f"{len(ordinary_qa)} QA pairs to label ({len(beavertails) - len(gold_qa)} BeaverTails, "
+            f"{2 * (len(pku) - len(gold_pairs))} PKU-SafeRLHF responses)",
+            _jsonl(ordinary_qa),
+        ),
+        DemoImport(
+            "demo-gold-qa.csv",
+            "beavertails",
+            f"{len(gold_qa)} BeaverTails QA pairs with their dataset labels as gold, one per category",
+            _csv([beavertails[i] for i in sorted(gold_qa)]),
+        ),
+        DemoImport(
+            "demo-gold-pairs.jsonl",
+            "pku-saferlhf",
+            f"{len(gold_pairs)} PKU-SafeRLHF preference rows with their dataset answers as gold",
+            _jsonl([pku[i] for i in sorted(gold_pairs)]),
+        ),
+    ]
 
 
 @dataclass(frozen=True)
@@ -130,7 +211,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         data_dir = Path(settings.SHARED_DATA_DIR)
-        missing = [demo.filename for demo in DEMO_FILES if not (data_dir / demo.filename).is_file()]
+        missing = [name for name in DATA_FILES if not (data_dir / name).is_file()]
         if missing:
             raise CommandError(
                 f"The demo data is missing from {data_dir}: {', '.join(missing)}. "
@@ -139,10 +220,25 @@ class Command(BaseCommand):
         with transaction.atomic():
             project = self._project()
             accounts = [self._user(demo, project, reset=options["reset_passwords"]) for demo in DEMO_USERS]
-            for demo in DEMO_FILES:
-                self._import(project, data_dir / demo.filename, demo)
+            for demo in demo_imports(data_dir):
+                self._import(project, demo)
+        self._summary(project)
         self._policy(data_dir)
         self._print_accounts(project, accounts)
+
+    def _summary(self, project: Project) -> None:
+        items = WorkItem.objects.filter(project=project)
+        for stage in Stage:
+            in_stage = items.filter(stage=stage)
+            self.stdout.write(
+                f"stage {stage.value}: {in_stage.count()} items, {in_stage.filter(is_gold=True).count()} of them "
+                f"gold (gold rate {project.gold_rate:.0%})"
+                + (
+                    "; more pairs appear as stage 1 settles the prompts' responses"
+                    if stage == Stage.RANK
+                    else ""
+                )
+            )
 
     def _policy(self, data_dir: Path) -> None:
         """The demo's policy for PPO-Lag jobs: no decoder can be downloaded, so a small one is built from
@@ -193,7 +289,7 @@ class Command(BaseCommand):
         password = demo.password if user.check_password(demo.password) else "(changed; use --reset-passwords)"
         return demo.username, demo.role, password
 
-    def _import(self, project: Project, path: Path, demo: DemoFile) -> None:
+    def _import(self, project: Project, demo: DemoImport) -> None:
         done = ImportRecord.objects.filter(
             project=project, filename=demo.filename, format=demo.format, status=ImportRecord.Status.SUCCEEDED
         ).exists()
@@ -201,9 +297,11 @@ class Command(BaseCommand):
             self.stdout.write(f"{demo.filename}: already imported")
             return
         try:
-            result = import_file(project=project, file=path, filename=demo.filename, format=demo.format)
+            result = import_file(
+                project=project, file=io.BytesIO(demo.content), filename=demo.filename, format=demo.format
+            )
         except ImportRejected as rejected:
-            raise CommandError(f"The demo file {path} was refused: {rejected}") from None
+            raise CommandError(f"The demo import {demo.filename} was refused: {rejected}") from None
         counts = ", ".join(f"{key} {value}" for key, value in result.counts.items() if value)
         self.stdout.write(f"{demo.filename}: imported {demo.what} ({counts})")
 
