@@ -602,6 +602,8 @@ class AuditAction(models.TextChoices):
     MEMBERSHIP_PAUSE = "membership.pause", "Member's labelling paused"
     MEMBERSHIP_RESUME = "membership.resume", "Member's labelling resumed"
     LABELS_EXCLUDE = "labels.exclude", "Member's labels excluded from consensus"
+    TOKEN_ROTATE = "token.rotate", "API token rotated"
+    TOKEN_REVOKE = "token.revoke", "API token revoked"
     PROJECT_SETTINGS = "project.settings", "Project settings changed"
     MODEL_ACTIVATE = "model.activate", "Model activated"
 

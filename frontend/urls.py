@@ -5,6 +5,7 @@ from frontend import (
     gold,
     labelling,
     moderation,
+    profile,
     project_settings,
     snapshots,
     team,
@@ -16,6 +17,8 @@ app_name = "frontend"
 
 urlpatterns = [
     path("", views.project_list, name="project-list"),
+    path("profile/", profile.profile_page, name="profile"),
+    path("profile/token/", profile.profile_token, name="profile-token"),
     path("projects/new/", views.project_new, name="project-new"),
     path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
     path("projects/<slug:slug>/import/", views.project_import, name="project-import"),

@@ -1,10 +1,12 @@
 from django.urls import include, path
 
-from annotate.api import exports, imports, members, projects, tasks
+from annotate.api import exports, imports, me, members, projects, tasks
 
 app_name = "annotate-api"
 
 urlpatterns = [
+    path("me/", me.MeApi.as_view(), name="me"),
+    path("me/token/", me.MeTokenApi.as_view(), name="me-token"),
     path("projects/", projects.ProjectListCreateApi.as_view(), name="project-list"),
     path("projects/<slug:slug>/", projects.ProjectDetailApi.as_view(), name="project-detail"),
     path("projects/<slug:slug>/members/", members.MemberListCreateApi.as_view(), name="project-members"),

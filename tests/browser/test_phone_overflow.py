@@ -39,7 +39,8 @@ def test_no_page_overflows_a_phone(
     pages = ["/", f"/projects/{slug}/", f"/projects/{slug}/dashboard/", f"/projects/{slug}/gold/",
              f"/projects/{slug}/datasets/", f"/projects/{slug}/training/", f"/projects/{slug}/training/new/",
              f"/projects/{slug}/training/jobs/{job.pk}/", f"/projects/{slug}/moderation/",
-             f"/projects/{slug}/import/", f"/projects/{slug}/team/", f"/projects/{slug}/settings/", "/projects/new/"]  # fmt: skip
+             f"/projects/{slug}/import/", f"/projects/{slug}/team/", f"/projects/{slug}/settings/", "/projects/new/",
+             "/profile/"]  # fmt: skip
     wide = []
     for url in pages:
         page.goto(url)
@@ -58,5 +59,18 @@ def test_no_page_overflows_a_phone(
         if overflowing(page):
             wide.append(url)
             shot(page, "overflow" + url.replace("/", "_"))
+    # Their history of answers, opened from the labelling screen, and as a page of its own.
+    page.goto(f"/projects/{slug}/label/1/")
+    page.keyboard.press("s")
+    page.keyboard.press("Enter")
+    page.get_by_text("Answers", exact=True).click()
+    page.get_by_test_id("history").wait_for()
+    for url in (f"/projects/{slug}/label/1/", f"/projects/{slug}/label/1/history/"):
+        if url.endswith("history/"):
+            page.goto(url)
+        if overflowing(page):
+            wide.append(url)
+            shot(page, "overflow" + url.replace("/", "_"))
+    shot(page, "worker_history_390")
     context.close()
     assert wide == []

@@ -100,7 +100,10 @@ def test_base_layout_serves_htmx_from_static_and_sends_csrf(worker):
     assert "unpkg.com" not in page and "cdn" not in page.lower()
     assert 'hx-headers=\'{"X-CSRFToken": "' in page
     assert 'class="skip-link" href="#main"' in page and 'id="main"' in page
-    assert "Signed in as <strong>worker</strong>" in page
+    assert (
+        'Signed in as <a href="/profile/" title="Your profile and API token"><strong>worker</strong></a>'
+        in page
+    )
 
 
 def test_nav_links_follow_the_users_global_role(worker, admin_user):

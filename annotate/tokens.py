@@ -1,0 +1,79 @@
+"""Each user's own API token: see it, rotate it (the old key stops working at once), revoke it.
+
+One token per user (DRF's authtoken); rotating replaces the row, so no window exists in which both keys
+work. Each change is in the audit log (project-less: a token is the user's, not a project's), with the
+key's last four characters only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+from annotate.audit import audit_record
+from annotate.models import AuditAction
+
+
+@dataclass(frozen=True)
+class TokenStatus:
+    key: str | None
+    created: datetime | None
+
+    @property
+    def exists(self) -> bool:
+        return self.key is not None
+
+    @property
+    def last4(self) -> str | None:
+        return self.key[-4:] if self.key else None
+
+
+def token_status(user: Any) -> TokenStatus:
+    token = Token.objects.filter(user=user).first()
+    return TokenStatus(token.key, token.created) if token else TokenStatus(None, None)
+
+
+def _last4(token: Token | None) -> dict[str, str] | None:
+    """What the audit log keeps of a key (read before the row is deleted: deleting clears its key)."""
+    return {"last4": token.key[-4:]} if token is not None else None
+
+
+@transaction.atomic
+def token_rotate(*, user: Any, actor: Any = None) -> str:
+    """A new key for `user`, replacing the old one (which stops working when this commits)."""
+    old = Token.objects.select_for_update().filter(user=user).first()
+    was = _last4(old)
+    if old is not None:
+        old.delete()
+    new = Token.objects.create(user=user)
+    audit_record(
+        project=None,
+        actor=actor if actor is not None else user,
+        action=AuditAction.TOKEN_ROTATE,
+        target=f"user:{user.pk}",
+        old=was,
+        new=_last4(new),
+    )
+    return new.key
+
+
+@transaction.atomic
+def token_revoke(*, user: Any, actor: Any = None) -> bool:
+    """Delete the user's key; False when they had none."""
+    old = Token.objects.select_for_update().filter(user=user).first()
+    if old is None:
+        return False
+    was = _last4(old)
+    old.delete()
+    audit_record(
+        project=None,
+        actor=actor if actor is not None else user,
+        action=AuditAction.TOKEN_REVOKE,
+        target=f"user:{user.pk}",
+        old=was,
+        new=None,
+    )
+    return True
