@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
@@ -19,7 +21,9 @@ from frontend.views import HtmxHttpRequest, render_page
 @require_GET
 def profile_page(request: HtmxHttpRequest) -> HttpResponse:
     memberships = (
-        Membership.objects.filter(user_id=request.user.pk).select_related("project").order_by("project__name")
+        Membership.objects.filter(user_id=cast(int, request.user.pk))
+        .select_related("project")
+        .order_by("project__name")
     )
     context = {
         "memberships": memberships,
