@@ -41,6 +41,18 @@ def _last4(token: Token | None) -> dict[str, str] | None:
     return {"last4": token.key[-4:]} if token is not None else None
 
 
+def _audit(user: Any, actor: Any, action: str, old: Any, new: Any) -> None:
+    # Project-less: a token is the user's own. The actor is the user unless an admin acted for them.
+    audit_record(
+        project=None,
+        actor=actor if actor is not None else user,
+        action=action,
+        target=f"user:{user.pk}",
+        old=old,
+        new=new,
+    )
+
+
 @transaction.atomic
 def token_rotate(*, user: Any, actor: Any = None) -> str:
     """A new key for `user`, replacing the old one (which stops working when this commits)."""
@@ -49,14 +61,7 @@ def token_rotate(*, user: Any, actor: Any = None) -> str:
     if old is not None:
         old.delete()
     new = Token.objects.create(user=user)
-    audit_record(
-        project=None,
-        actor=actor if actor is not None else user,
-        action=AuditAction.TOKEN_ROTATE,
-        target=f"user:{user.pk}",
-        old=was,
-        new=_last4(new),
-    )
+    _audit(user, actor, AuditAction.TOKEN_ROTATE, was, _last4(new))
     return new.key
 
 
@@ -68,12 +73,5 @@ def token_revoke(*, user: Any, actor: Any = None) -> bool:
         return False
     was = _last4(old)
     old.delete()
-    audit_record(
-        project=None,
-        actor=actor if actor is not None else user,
-        action=AuditAction.TOKEN_REVOKE,
-        target=f"user:{user.pk}",
-        old=was,
-        new=None,
-    )
+    _audit(user, actor, AuditAction.TOKEN_REVOKE, was, None)
     return True

@@ -182,9 +182,8 @@ def make_worker(tmp_path_factory: Any, **options: Any) -> LiveWorker:
     return worker
 
 
-@pytest.fixture(scope="module")
-def live_worker(django_db_setup, tmp_path_factory) -> Iterator[LiveWorker]:
-    worker = make_worker(tmp_path_factory)
+def running(worker: LiveWorker) -> Iterator[LiveWorker]:
+    """Start `worker` on an empty broker, yield it, stop it (the body of a worker fixture)."""
     # A message left by an aborted earlier run would run against this run's rows.
     worker.purge()
     worker.start()
@@ -192,3 +191,8 @@ def live_worker(django_db_setup, tmp_path_factory) -> Iterator[LiveWorker]:
         yield worker
     finally:
         worker.stop()
+
+
+@pytest.fixture(scope="module")
+def live_worker(django_db_setup, tmp_path_factory) -> Iterator[LiveWorker]:
+    yield from running(make_worker(tmp_path_factory))

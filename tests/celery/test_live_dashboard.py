@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 
 from annotate.models import AgreementReport, Role
-from tests.celery.conftest import make_worker, wait_for
+from tests.celery.conftest import make_worker, running, wait_for
 from tests.factories import PromptFactory, QAPairFactory, Stage1WorkItemFactory, annotator
 
 pytestmark = pytest.mark.celery_worker
@@ -24,13 +24,9 @@ def worker_with_beat(django_db_setup, tmp_path_factory):
     # recompute_due_agreement every 30 s.
     queues = ",".join(q.value for q in Queue)
     beat = ("-B", "--schedule", str(schedule))
-    worker = make_worker(tmp_path_factory, pool_args=("-Q", queues, "-P", "solo", "-c", "1", *beat))
-    worker.purge()
-    worker.start()
-    try:
-        yield worker
-    finally:
-        worker.stop()
+    yield from running(
+        make_worker(tmp_path_factory, pool_args=("-Q", queues, "-P", "solo", "-c", "1", *beat))
+    )
 
 
 def test_a_label_reaches_the_dashboard_within_a_minute(transactional_db, worker_with_beat, api, project):
