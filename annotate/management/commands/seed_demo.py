@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
+from django.db.models import Count
 
 from annotate.categories import HARM_CATEGORIES
+from annotate.gold import gold_stage1_set
 from annotate.importing import ImportRejected, import_file
-from annotate.models import ImportRecord, Project, Role, Stage, WorkItem
+from annotate.importing.formats import qa_hash
+from annotate.models import ImportRecord, Project, Prompt, QAPair, ResponsePair, Role, Stage, WorkItem
 from annotate.services import membership_set, project_create, user_create
 
 DEMO_SLUG = "demo"
@@ -31,6 +35,8 @@ PROMPTS_FILE = "beavertails_evaluation_700.json"
 BEAVERTAILS_FILE = "beavertails_30k_train_sample_140.csv"
 PKU_FILE = "pku_saferlhf_v0_sample_16.json"
 DATA_FILES = (PROMPTS_FILE, BEAVERTAILS_FILE, PKU_FILE)
+# The source named on the stage-1 gold answers seed_demo sets (the admin's gold page shows it).
+GOLD_SOURCE = f"dataset:{BEAVERTAILS_FILE}"
 
 
 @dataclass(frozen=True)
@@ -47,52 +53,78 @@ def _jsonl(rows: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
 
 
-def _csv(rows: list[dict[str, str]]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue().encode("utf-8")
+def _read_beavertails(data_dir: Path) -> list[dict[str, str]]:
+    with (data_dir / BEAVERTAILS_FILE).open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
-def _gold_beavertails_rows(rows: list[dict[str, str]]) -> set[int]:
+def _read_pku(data_dir: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads((data_dir / PKU_FILE).read_text(encoding="utf-8"))
+    return rows
+
+
+def _gold_beavertails_rows(rows: list[dict[str, str]]) -> list[int]:
     """The rows whose dataset labels become gold answers: the first row of each harm category (14 of the
-    140, one per category: a 10% gold share that tests every category once)."""
+    140, one per category: a 10% gold share that tests every category once). Every row of the sample is
+    unsafe; the safe gold answers come from the PKU-SafeRLHF rows."""
     first: dict[str, int] = {}
     for index, row in enumerate(rows):
         first.setdefault(row["category"], index)
-    return set(first.values())
+    return sorted(first.values())
 
 
 def _gold_pku_rows(rows: list[dict[str, Any]]) -> set[int]:
     """Two of the 16 preference rows become gold pairs (about 10%): the first where exactly one response
-    is safe (the stage-2 invariant applies) and the first where both are unsafe."""
+    is safe (the stage-2 invariant applies) and the first where both are safe but the more helpful one
+    is the less harmless (better and safer differ). Their four responses are stage-1 gold as well (the
+    dataset's safe/unsafe verdict): three safe answers beside the unsafe BeaverTails ones."""
     one_safe = next(i for i, r in enumerate(rows) if r["is_response_0_safe"] != r["is_response_1_safe"])
-    both_unsafe = next(
-        i for i, r in enumerate(rows) if not r["is_response_0_safe"] and not r["is_response_1_safe"]
+    both_safe = next(
+        i
+        for i, r in enumerate(rows)
+        if r["is_response_0_safe"]
+        and r["is_response_1_safe"]
+        and r["better_response_id"] != r["safer_response_id"]
     )
-    return {one_safe, both_unsafe}
+    return {one_safe, both_safe}
+
+
+@dataclass(frozen=True)
+class DemoGold:
+    """A stage-1 gold answer of the demo: the QA pair and its dataset categories."""
+
+    prompt: str
+    response: str
+    categories: tuple[str, ...]
+
+
+def demo_gold_qa(data_dir: Path) -> list[DemoGold]:
+    """The BeaverTails QA pairs that are set as gold, with their dataset label as the answer."""
+    rows = _read_beavertails(data_dir)
+    return [
+        DemoGold(rows[i]["prompt"], rows[i]["response"], (rows[i]["category"],))
+        for i in _gold_beavertails_rows(rows)
+    ]
 
 
 def demo_imports(data_dir: Path) -> list[DemoImport]:
-    """What the demo imports, as a real project would hold it: the evaluation prompts, the QA pairs as
-    ordinary stage-1 items with a 10% gold share, and the preference rows' responses as ordinary QA pairs
-    that pair up for stage 2 once stage 1 settles them, two rows kept as gold pairs."""
-    with (data_dir / BEAVERTAILS_FILE).open(encoding="utf-8", newline="") as fh:
-        beavertails = list(csv.DictReader(fh))
-    pku = json.loads((data_dir / PKU_FILE).read_text(encoding="utf-8"))
-    gold_qa, gold_pairs = _gold_beavertails_rows(beavertails), _gold_pku_rows(pku)
-    ordinary_qa = [
-        {"prompt": r["prompt"], "response": r["response"]}
-        for i, r in enumerate(beavertails)
-        if i not in gold_qa
-    ]
-    ordinary_qa += [
+    """What the demo imports, as a real project would hold it: the evaluation prompts; every QA pair as
+    an ordinary stage-1 item (gold is then set on a 10% share through the gold service, see
+    demo_gold_qa); and two preference rows with their dataset answers as gold pairs.
+
+    The other PKU-SafeRLHF responses come first in the stage-1 queue, each prompt's two together: their
+    prompts are the ones with several responses, so as soon as the annotators have settled a prompt's
+    responses, the platform pairs them for stage 2 (the sample has no prompt with more than two
+    responses, and none is invented)."""
+    beavertails, pku = _read_beavertails(data_dir), _read_pku(data_dir)
+    gold_pairs = _gold_pku_rows(pku)
+    qa = [
         {"prompt": r["prompt"], "response": r[f"response_{side}"]}
         for i, r in enumerate(pku)
         if i not in gold_pairs
         for side in (0, 1)
     ]
+    qa += [{"prompt": r["prompt"], "response": r["response"]} for r in beavertails]
     return [
         DemoImport(
             PROMPTS_FILE,
@@ -103,15 +135,9 @@ def demo_imports(data_dir: Path) -> list[DemoImport]:
         DemoImport(
             "demo-qa-items.jsonl",
             "qa",
-            f"{len(ordinary_qa)} QA pairs to label ({len(beavertails) - len(gold_qa)} BeaverTails, "
-            f"{2 * (len(pku) - len(gold_pairs))} PKU-SafeRLHF responses)",
-            _jsonl(ordinary_qa),
-        ),
-        DemoImport(
-            "demo-gold-qa.csv",
-            "beavertails",
-            f"{len(gold_qa)} BeaverTails QA pairs with their dataset labels as gold, one per category",
-            _csv([beavertails[i] for i in sorted(gold_qa)]),
+            f"{len(qa)} QA pairs to label ({2 * (len(pku) - len(gold_pairs))} PKU-SafeRLHF responses, "
+            f"{len(beavertails)} BeaverTails)",
+            _jsonl(qa),
         ),
         DemoImport(
             "demo-gold-pairs.jsonl",
@@ -192,10 +218,8 @@ def demo_policy_texts(data_dir: Path) -> list[str]:
     def text(prompt: str, response: str) -> str:
         return POLICY_PROMPT_TEMPLATE.format(prompt=prompt) + " " + response
 
-    with (data_dir / "beavertails_30k_train_sample_140.csv").open(encoding="utf-8", newline="") as fh:
-        texts = [text(row["prompt"], row["response"]) for row in csv.DictReader(fh)]
-    pairs = json.loads((data_dir / "pku_saferlhf_v0_sample_16.json").read_text(encoding="utf-8"))
-    texts += [text(row["prompt"], row[f"response_{side}"]) for row in pairs for side in (0, 1)]
+    texts = [text(row["prompt"], row["response"]) for row in _read_beavertails(data_dir)]
+    texts += [text(row["prompt"], row[f"response_{side}"]) for row in _read_pku(data_dir) for side in (0, 1)]
     return texts
 
 
@@ -222,23 +246,59 @@ class Command(BaseCommand):
             accounts = [self._user(demo, project, reset=options["reset_passwords"]) for demo in DEMO_USERS]
             for demo in demo_imports(data_dir):
                 self._import(project, demo)
+            self._gold(project, demo_gold_qa(data_dir))
         self._summary(project)
         self._policy(data_dir)
         self._print_accounts(project, accounts)
 
+    def _gold(self, project: Project, gold: list[DemoGold]) -> None:
+        """Set the stage-1 gold answers through the gold service, so the audit log records each one;
+        only on QA pairs with no gold answer yet, so a second run sets nothing again and an answer an
+        admin has changed since stays as they left it."""
+        by_hash = {qa_hash(g.prompt, g.response): g for g in gold}
+        missing = QAPair.objects.filter(project=project, content_hash__in=by_hash, gold__isnull=True)
+        pairs = list(missing.order_by("pk"))
+        for qa_pair in pairs:
+            gold_stage1_set(
+                qa_pair=qa_pair, categories=list(by_hash[qa_pair.content_hash].categories), source=GOLD_SOURCE
+            )
+        if pairs:
+            self.stdout.write(
+                f"gold: set the dataset labels of {len(pairs)} BeaverTails QA pairs (one per harm category) "
+                "as their gold answers"
+            )
+        else:
+            self.stdout.write("gold: already set")
+
     def _summary(self, project: Project) -> None:
+        """What the demo holds now: items per stage, ordinary and gold, and the prompts whose responses
+        pair up for stage 2."""
         items = WorkItem.objects.filter(project=project)
         for stage in Stage:
-            in_stage = items.filter(stage=stage)
+            total = items.filter(stage=stage).count()
+            gold = items.filter(stage=stage, is_gold=True).count()
+            share = f" ({gold / total:.0%} of the items)" if total > gold else ""
             self.stdout.write(
-                f"stage {stage.value}: {in_stage.count()} items, {in_stage.filter(is_gold=True).count()} of them "
-                f"gold (gold rate {project.gold_rate:.0%})"
-                + (
-                    "; more pairs appear as stage 1 settles the prompts' responses"
-                    if stage == Stage.RANK
-                    else ""
-                )
+                f"stage {stage.value}: {total} items, {total - gold} ordinary and {gold} gold{share}"
             )
+        several = dict(
+            Prompt.objects.filter(project=project)
+            .annotate(responses=Count("qa_pairs"))
+            .filter(responses__gte=2)
+            .values_list("pk", "responses")
+        )
+        by_size = sorted(Counter(several.values()).items())
+        sizes = (
+            f"{by_size[0][0]} responses each"
+            if len(by_size) == 1
+            else ", ".join(f"{count} with {n} responses" for n, count in by_size)
+        )
+        paired = ResponsePair.objects.filter(prompt_id__in=several).values("prompt_id").distinct().count()
+        self.stdout.write(
+            f"prompts with several responses: {len(several)} ({sizes or 'none'}); {len(several) - paired} of "
+            "them pair for stage 2 as stage 1 settles their responses"
+        )
+        self.stdout.write(f"gold rate: {project.gold_rate:.0%} (the share of tasks served from gold items)")
 
     def _policy(self, data_dir: Path) -> None:
         """The demo's policy for PPO-Lag jobs: no decoder can be downloaded, so a small one is built from
