@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
@@ -41,6 +42,14 @@ def _last4(token: Token | None) -> dict[str, str] | None:
     return {"last4": token.key[-4:]} if token is not None else None
 
 
+def _lock_token(user: Any) -> Token | None:
+    """The user's token, read under a lock on the user's row. Locking the token row alone is not enough:
+    with no token there is nothing to lock, and a waiter that finds its token deleted would create a
+    second one; either way two rotations at once broke the one-token-per-user constraint."""
+    list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
+    return Token.objects.filter(user=user).first()
+
+
 def _audit(user: Any, actor: Any, action: str, old: Any, new: Any) -> None:
     # Project-less: a token is the user's own. The actor is the user unless an admin acted for them.
     audit_record(
@@ -56,7 +65,7 @@ def _audit(user: Any, actor: Any, action: str, old: Any, new: Any) -> None:
 @transaction.atomic
 def token_rotate(*, user: Any, actor: Any = None) -> str:
     """A new key for `user`, replacing the old one (which stops working when this commits)."""
-    old = Token.objects.select_for_update().filter(user=user).first()
+    old = _lock_token(user)
     was = _last4(old)
     if old is not None:
         old.delete()
@@ -68,7 +77,7 @@ def token_rotate(*, user: Any, actor: Any = None) -> str:
 @transaction.atomic
 def token_revoke(*, user: Any, actor: Any = None) -> bool:
     """Delete the user's key; False when they had none."""
-    old = Token.objects.select_for_update().filter(user=user).first()
+    old = _lock_token(user)
     if old is None:
         return False
     was = _last4(old)

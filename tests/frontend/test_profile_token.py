@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from django.db import connection, connections
 from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotate.models import AuditAction, AuditEvent
+from annotate.tokens import token_rotate
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 PROJECTS = "/api/v1/projects/"
@@ -26,6 +31,8 @@ def test_the_page_shows_the_token_masked_with_the_projects(client, worker, proje
     masked = page.split('data-testid="token-masked">')[1].split("<")[0]
     assert masked.endswith(key[-4:]) and key not in masked
     assert page.count(key) == 1  # only inside the "Show" reveal
+    reveal = page.split("<summary>Show</summary>")[1].split("</details>")[0]
+    assert key in reveal and 'data-testid="token-key"' in reveal
     assert "Demo project" in page and "Annotator" in page
     assert "Authorization: Token" in page
 
@@ -88,3 +95,35 @@ def test_the_api_reads_rotates_and_revokes_only_the_callers_token(api, worker, s
     assert Token.objects.get(user=second_worker).key == theirs
     assert api().get("/api/v1/me/").status_code == 401
     assert api().post("/api/v1/me/token/").status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("has_token", [False, True])
+def test_rotating_twice_at_once_leaves_one_working_key(has_token):
+    """A double-clicked "Rotate" (or two scripts) must not fail on the one-token-per-user constraint."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks under test are PostgreSQL's")
+    user = UserFactory(username="rotator")
+    if has_token:
+        Token.objects.create(user=user)
+    start = threading.Barrier(2)
+    keys: list[str] = []
+    errors: list[BaseException] = []
+
+    def rotate() -> None:
+        try:
+            start.wait(timeout=30)
+            keys.append(token_rotate(user=user))
+        except BaseException as exc:  # surfaced by the main thread
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=rotate) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == [] and len(keys) == 2
+    assert list(Token.objects.filter(user=user).values_list("key", flat=True)) in ([keys[0]], [keys[1]])
+    assert AuditEvent.objects.filter(action=AuditAction.TOKEN_ROTATE).count() == 2
