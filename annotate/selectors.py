@@ -327,6 +327,7 @@ def project_members(project: Project) -> list[dict[str, Any]]:
                         "reason": exclusion.reason,
                         "labels": exclusion.stage1_labels + exclusion.stage2_labels,
                         "items_reopened": exclusion.items_reopened,
+                        "gold": exclusion.gold,
                     }
                     for exclusion in exclusions.get(uid, [])
                 ],

@@ -179,10 +179,12 @@ def team_member_exclude(request: HtmxHttpRequest, slug: str, username: str) -> H
         messages.error(request, " ".join(exc.messages))
     else:
         excluded = exclusion.stage1_labels + exclusion.stage2_labels
+        undone = exclusion.items_reopened
         messages.success(
             request,
-            f"{excluded} label{'s' if excluded != 1 else ''} of {username} no longer count; "
-            f"{exclusion.items_reopened} item{'s' if exclusion.items_reopened != 1 else ''} went back to "
-            "the queue. The agreement report is being recomputed.",
+            f"{excluded} label{'s' if excluded != 1 else ''} of {username} no longer count: the items they "
+            "held are open to other workers again"
+            + (f", {undone} of them without the consensus they had" if undone else "")
+            + ". The agreement report is being recomputed.",
         )
     return redirect(_team_url(project))

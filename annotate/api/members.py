@@ -35,11 +35,17 @@ class GoldOutput(serializers.Serializer):
     flagged = serializers.BooleanField()
 
 
+class ExcludedGoldOutput(serializers.Serializer):
+    answered = serializers.IntegerField()
+    correct = serializers.IntegerField()
+
+
 class ExclusionOutput(serializers.Serializer):
     at = serializers.DateTimeField()
     reason = serializers.CharField()
     labels = serializers.IntegerField(help_text="Labels excluded from consensus.")
-    items_reopened = serializers.IntegerField(help_text="Items that went back to the queue.")
+    items_reopened = serializers.IntegerField(help_text="Items whose consensus the exclusion undid.")
+    gold = ExcludedGoldOutput(allow_null=True, help_text="Their gold answers when excluded (null: none).")
 
 
 class MemberOutput(serializers.Serializer):

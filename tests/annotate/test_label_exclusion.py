@@ -23,6 +23,7 @@ from annotate.models import (
     Stage,
     Stage1Label,
 )
+from annotate.selectors import project_members
 from annotate.services import membership_resume
 from tests.factories import PromptFactory, QAPairFactory, Stage1WorkItemFactory, annotator
 
@@ -114,6 +115,8 @@ def test_the_worker_is_paused_audited_and_their_gold_score_kept_in_the_record(se
     membership = with_effective_role(Membership.objects.filter(user=w["spammer"])).get()
     assert membership.effective_role == PAUSED_ROLE and "fails gold" in membership.paused_reason
     assert gold_scores(project) == []  # their gold answers no longer count either
+    shown = next(m for m in project_members(project) if m["username"] == "spammer")
+    assert shown["gold"] is None and shown["exclusions"][0]["gold"] == {"answered": 1, "correct": 0}
     event = AuditEvent.objects.get(action=AuditAction.LABELS_EXCLUDE)
     assert event.actor == admin_user and event.reason == "fails gold" and event.new["excluded"] == 1
     # Resumed, they label again and those labels count.
@@ -171,6 +174,7 @@ def test_the_team_page_asks_for_a_confirmation_then_excludes(client, setup, admi
         "/projects/demo-project/team/spammer/exclude/", {"reason": "spam", "confirm": "yes"}, follow=True
     ).content.decode()
     assert "1 label of spammer no longer count" in done and 'data-testid="excluded-spammer"' in done
+    assert "open to other workers again" in done
     assert not Stage1Label.objects.filter(worker=w["spammer"]).exists()
     client.force_login(w["ana"])
     assert (
