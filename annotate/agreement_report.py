@@ -977,12 +977,27 @@ def _alert_candidates(payload: dict[str, Any]) -> Iterator[tuple[str, str, dict[
     )
 
 
+# Below this many units an agreement figure's bootstrap interval is wide enough to hold both "poor" and
+# "good" (with 10 units alpha's 95% interval typically spans more than 0.5), so a low value is noise, not
+# news: it is shown with its n and interval, but raises no alert.
+ALERT_MIN_UNITS = 30
+
+
 def _alerts(payload: dict[str, Any], threshold: float) -> list[dict[str, Any]]:
-    """Every defined agreement figure under the project's threshold (undefined ones never alert)."""
+    """Every defined agreement figure under the project's threshold that rests on at least
+    ALERT_MIN_UNITS units (undefined ones, and ones from too few units, never alert)."""
     return [
-        {"metric": path, "label": label, "value": metric["value"], "threshold": threshold}
+        {
+            "metric": path,
+            "label": label,
+            "value": metric["value"],
+            "n_units": metric["n_units"],
+            "threshold": threshold,
+        }
         for path, label, metric in _alert_candidates(payload)
-        if metric["value"] is not None and metric["value"] < threshold
+        if metric["value"] is not None
+        and metric["value"] < threshold
+        and metric["n_units"] >= ALERT_MIN_UNITS
     ]
 
 

@@ -28,7 +28,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotate.access import DATA_ROLES, MANAGE_ROLES, get_project_for_user
-from annotate.agreement_report import agreement_recompute_request, latest_report
+from annotate.agreement_report import ALERT_MIN_UNITS, agreement_recompute_request, latest_report
 from annotate.assignment import known_safety
 from annotate.categories import CATEGORY_BY_KEY, HARM_CATEGORIES
 from annotate.consensus import (
@@ -336,6 +336,8 @@ def chart_data(project: Project, payload: Mapping[str, Any], variables: list[Var
             "low": [v.alpha_ci["low"] for v in variables],
             "high": [v.alpha_ci["high"] for v in variables],
             "reasons": [v.alpha["reason"] for v in variables],
+            # A bar turns red only where the report would alert: enough units to mean something.
+            "alerting": [v.alpha["n_units"] >= ALERT_MIN_UNITS for v in variables],
         },
         "labels_per_hour": {
             "labels": [_hour_label(h.get("hour")) for h in hours],
@@ -459,6 +461,7 @@ def report_context(project: Project, report: AgreementReport | None, params: Que
         {
             "payload": payload,
             "alerts": alerts,
+            "alert_min_units": ALERT_MIN_UNITS,
             # An alert names a metric ("stage1.categories.self_harm.alpha"); its row is the block's path.
             "alert_keys": {str(a.get("metric", "")).rsplit(".", 1)[0] for a in alerts},
             "flagged_count": sum(1 for w in workers if w.get("flagged")),

@@ -232,6 +232,7 @@ def sample_payload() -> dict[str, Any]:
                 "metric": "stage1.categories.self_harm.alpha",
                 "label": "Stage 1 · Self-harm · alpha",
                 "value": 0.31,
+                "n_units": 140,
                 "threshold": 0.4,
             }
         ],

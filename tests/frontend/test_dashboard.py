@@ -115,7 +115,9 @@ def test_it_renders_the_stored_report(project, admin_user):
     # Computed at, and the alert at the top.
     assert "2026-11-29 22:10 UTC" in text
     assert "1 agreement figure below the alert threshold" in text
-    assert "Stage 1 · Self-harm · alpha: 0.310" in text
+    assert "Stage 1 · Self-harm · alpha: 0.310 (n = 140; threshold 0.40)" in text
+    # How to read the figures, with the sources of the bands.
+    assert "alpha ≥ 0.800 is reliable" in text and "Landis & Koch (1977)" in text
     assert text.index("below the alert threshold") < text.index("Progress")
     assert "1 worker flagged on gold accuracy" in text
     assert "These statistics cover labels up to guideline version 3" in text  # the project is at version 1

@@ -130,7 +130,8 @@
     var stage2 = css("--chart-3", "#0f766e");
     var alert = css("--chart-alert", "#b42318");
     var colors = alpha.values.map(function (v, i) {
-      if (v !== null && threshold !== null && v < threshold) {
+      var enough = !alpha.alerting || alpha.alerting[i];
+      if (v !== null && threshold !== null && v < threshold && enough) {
         return alert;
       }
       return alpha.groups[i].indexOf("Stage 2") === 0 ? stage2 : stage1;
