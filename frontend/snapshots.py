@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from annotate.access import DATA_ROLES, get_project_for_user
 from annotate.exporting import snapshot_create
 from annotate.exporting.selectors import snapshots_for_project
+from annotate.exporting.sources import EXCLUSION_REASONS, SOURCE_NAMES
 from annotate.models import ExportFormat, FileFormat, Snapshot, SnapshotStatus
 from frontend.forms import add_service_errors
 from frontend.views import HtmxHttpRequest, _project_context, render_page
@@ -41,7 +42,11 @@ class SnapshotForm(forms.Form):
         ],
     )
     include_gold = forms.BooleanField(
-        label="Use expert (gold) labels where workers have not settled an item", required=False, initial=True
+        label="Use expert (gold) labels where workers have not settled an item",
+        required=False,
+        initial=False,
+        help_text="Off by default: a dataset that measures workers must not hold the expert answers they are "
+        "scored against. Tick it for a training set.",
     )
     min_agreement = forms.FloatField(
         label="Minimum agreement",
@@ -104,6 +109,15 @@ def _row(snapshot: Snapshot) -> dict[str, Any]:
         "percent": round(100 * snapshot.progress),
         "filters": filters,
         "excluded": sum((snapshot.row_counts or {}).get("excluded", {}).values()),
+        "excluded_reasons": [
+            (EXCLUSION_REASONS.get(reason, reason), count)
+            for reason, count in ((snapshot.row_counts or {}).get("excluded") or {}).items()
+        ],
+        "sources": [
+            (SOURCE_NAMES.get(name, name), count)
+            for name, count in ((snapshot.row_counts or {}).get("consensus_sources") or {}).items()
+            if count
+        ],
         "downloads": [
             {
                 **file,

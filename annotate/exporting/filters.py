@@ -93,7 +93,10 @@ def parse_filters(format: str, raw: Any) -> ExportFilters:
             stage = int(asked)
 
     settled_only = _boolean(raw, "settled_only", default=not is_raw, problems=problems)
-    include_gold = _boolean(raw, "include_gold", default=True, problems=problems)
+    # Expert labels as consensus are off unless asked: a dataset used to measure workers must not hold
+    # the expert answers they are scored against; one meant for training may ask for them. Raw exports
+    # hold no expert labels, only the workers' own (those given on gold items too), so they keep them.
+    include_gold = _boolean(raw, "include_gold", default=is_raw, problems=problems)
 
     min_agreement = raw.get("min_agreement")
     if min_agreement is not None:

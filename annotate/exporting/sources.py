@@ -3,7 +3,7 @@
 Consensus, first that exists (docs/exports.md):
   1. an admin's adjudication of the item;
   2. the settled worker consensus (the majority that settled the item);
-  3. the expert (gold) label, when `include_gold` (the default): items imported with labels, or marked
+  3. the expert (gold) label, when `include_gold` (asked for; off by default): items imported with labels, or marked
      gold by a researcher, and never settled by workers are exported with the expert's answer;
   4. with `settled_only` off, a provisional majority of the labels given so far.
 A row that has none is excluded as `no_consensus`. Every exclusion is counted by its reason, and each
@@ -39,6 +39,13 @@ from annotate.exporting.streaming import stream
 from annotate.models import ExportFormat, Project, Stage
 
 ADJUDICATION, WORKERS, GOLD, PROVISIONAL = "adjudication", "workers", "gold", "provisional"
+# What a row's label came from, in words (the snapshots page).
+SOURCE_NAMES = {
+    ADJUDICATION: "adjudicated by an admin",
+    WORKERS: "worker consensus",
+    GOLD: "expert (gold) label",
+    PROVISIONAL: "provisional majority (unsettled)",
+}
 
 # Exclusion reasons, as counted in the manifest.
 NO_CONSENSUS = "no_consensus"

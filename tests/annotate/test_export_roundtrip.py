@@ -194,7 +194,12 @@ def test_the_pku_import_exports_unlabelled_with_its_expert_labels(project, resea
     rows = json.loads(PKU_FILE.read_text())
     import_file(project=project, file=PKU_FILE, filename=PKU_FILE.name, format="pku-saferlhf")
 
-    snapshot = export(project, researcher, format="pku-saferlhf", test_ratio=0)
+    # Off by default, the expert answers are no consensus: nothing is exported, and it says why.
+    default = export(project, researcher, format="pku-saferlhf", test_ratio=0)
+    assert default.row_counts["total"] == 0 and default.row_counts["excluded"] == {"no_consensus": 16}
+    snapshot = export(
+        project, researcher, format="pku-saferlhf", test_ratio=0, filters={"include_gold": True}
+    )
 
     assert snapshot.row_counts["consensus_sources"] == {"gold": 16}
     exported = {row["prompt"]: row for row in all_rows(snapshot)}
@@ -208,7 +213,7 @@ def test_the_pku_import_exports_unlabelled_with_its_expert_labels(project, resea
     for row in rows:
         safety[row["response_0"]] = row["is_response_0_safe"]
         safety[row["response_1"]] = row["is_response_1_safe"]
-    beavertails = export(project, researcher, format="beavertails")
+    beavertails = export(project, researcher, format="beavertails", filters={"include_gold": True})
     safe = sum(safety.values())
     assert beavertails.row_counts["total"] == safe
     assert beavertails.row_counts["excluded"] == {"unsafe_without_category": len(safety) - safe}
@@ -274,11 +279,12 @@ def test_an_export_imports_back_unchanged(project, researcher, tmp_path):
     from tests.factories import ProjectFactory
 
     import_file(project=project, file=BEAVERTAILS_CSV, filename=BEAVERTAILS_CSV.name, format="beavertails")
-    first = export(project, researcher, format="beavertails", test_ratio=0)
+    # An imported labelled dataset exported unchanged: its expert labels are asked for.
+    first = export(project, researcher, format="beavertails", test_ratio=0, filters={"include_gold": True})
     path = Path(settings.MEDIA_ROOT) / first.files[0]["path"]
 
     copy = ProjectFactory()
     counts = import_file(project=copy, file=path, filename="train.jsonl", format="beavertails").counts
     assert counts["gold_labels_created"] == first.row_counts["total"]
-    second = export(copy, None, format="beavertails", test_ratio=0)
+    second = export(copy, None, format="beavertails", test_ratio=0, filters={"include_gold": True})
     assert second.files[0]["sha256"] == first.files[0]["sha256"]

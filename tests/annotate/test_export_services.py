@@ -105,7 +105,7 @@ def test_the_filters_are_stored_in_full(project, researcher):
     assert snapshot.filters == {
         "stage": 2,
         "settled_only": True,
-        "include_gold": True,
+        "include_gold": False,  # off unless asked for (a dataset that measures workers)
         "min_agreement": 0.66,
         "date_from": None,
         "date_to": None,
@@ -161,7 +161,7 @@ def test_the_consensus_comes_from_adjudication_then_workers_then_gold(project):
     gold_only = settled_qa(project, [], settled=False, labels=[], gold=["terrorism,organized_crime"])
     unsettled = settled_qa(project, [], settled=False, labels=[["self_harm"]])
 
-    snapshot = build(project, test_ratio=0)
+    snapshot = build(project, test_ratio=0, filters={"include_gold": True})
 
     rows = by_response(snapshot)
     assert rows[adjudicated.response]["category"]["privacy_violation"] is True
@@ -185,7 +185,7 @@ def test_without_gold_only_worker_and_adjudicated_consensus_counts(project):
 def test_an_expert_unsafe_verdict_without_category_is_left_out_of_beavertails(project):
     # What a PKU-SafeRLHF import gives stage 1: unsafe, with no category a BeaverTails row could show.
     qa = settled_qa(project, [], settled=False, labels=[], gold_unsafe_without_category=True)
-    snapshot = build(project, test_ratio=0)
+    snapshot = build(project, test_ratio=0, filters={"include_gold": True})
     assert qa.response not in by_response(snapshot)
     assert snapshot.row_counts["excluded"] == {"unsafe_without_category": 1}
 
@@ -214,8 +214,8 @@ def test_min_agreement_keeps_items_whose_labels_agree_enough(project):
     )
     expert_only = settled_qa(project, [], settled=False, labels=[], gold=["self_harm"])
 
-    loose = build(project, test_ratio=0, filters={"min_agreement": 0.66})
-    strict = build(project, test_ratio=0, filters={"min_agreement": 1.0})
+    loose = build(project, test_ratio=0, filters={"min_agreement": 0.66, "include_gold": True})
+    strict = build(project, test_ratio=0, filters={"min_agreement": 1.0, "include_gold": True})
 
     assert set(by_response(loose)) == {unanimous.response, two_of_three.response, superset.response}
     assert set(by_response(strict)) == {unanimous.response}
@@ -314,7 +314,7 @@ def test_a_pair_needs_the_safety_of_both_responses(project):
     )
     settled_pair(project, known, gold_safety, better=0, safer=0)
 
-    with_gold = build(project, format="pku-saferlhf", test_ratio=0)
+    with_gold = build(project, format="pku-saferlhf", test_ratio=0, filters={"include_gold": True})
     without_gold = build(project, format="pku-saferlhf", test_ratio=0, filters={"include_gold": False})
 
     (row,) = all_rows(with_gold)

@@ -39,7 +39,7 @@ def status_url(project, snapshot) -> str:
 FORM = {
     "format": "beavertails",
     "file_format": "jsonl",
-    "include_gold": "on",
+    "include_gold": "on",  # a training set: expert labels asked for
     "test_ratio": "0.1",
     "seed": "42",
     "license": "CC-BY-NC-4.0",
@@ -164,3 +164,35 @@ def test_the_status_of_another_projects_snapshot_is_a_404(client, project, resea
     other = snapshot_create(project=ProjectFactory(), user=None, format="beavertails", enqueue=False)
     client.force_login(researcher)
     assert client.get(status_url(project, other)).status_code == 404
+
+
+def test_a_snapshot_says_where_its_rows_came_from_and_why_rows_were_left_out(client, project, researcher):
+    """Expert labels are an explicit choice, off by default: a gold-only item is left out and counted,
+    and the page names each source and each reason."""
+    settled_qa(project, ["self_harm"])
+    settled_qa(project, [], settled=False, labels=[], gold=["terrorism,organized_crime"])
+    default = snapshot_create(
+        project=project, user=researcher, format="beavertails", test_ratio=0, enqueue=False
+    )
+    snapshot_build(snapshot=default)
+    assert default.filters["include_gold"] is False
+    assert default.row_counts["consensus_sources"] == {"workers": 1}
+    assert default.row_counts["excluded"] == {"no_consensus": 1}
+    with_gold = snapshot_create(
+        project=project,
+        user=researcher,
+        format="beavertails",
+        test_ratio=0,
+        filters={"include_gold": True},
+        enqueue=False,
+    )
+    snapshot_build(snapshot=with_gold)
+    assert with_gold.row_counts["consensus_sources"] == {"gold": 1, "workers": 1}
+    client.force_login(researcher)
+    html = client.get(page(project)).content.decode()
+    assert "From: 1 worker consensus</div>" in html
+    assert "From: 1 expert (gold) label · 1 worker consensus</div>" in html
+    assert "1 excluded</summary>" in html and "1: no final consensus (not settled" in html
+    # The form offers expert labels unticked, and says why.
+    form = html.split('name="include_gold"')[1][:80]
+    assert "checked" not in form and "must not hold the expert answers" in html
