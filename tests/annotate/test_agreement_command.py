@@ -47,11 +47,17 @@ def test_an_empty_project_prints_reasons_not_errors(project):
     assert "no data" in text and "No workers yet." in text and "No alerts." in text
 
 
-def test_alerts_are_listed(project):
+def test_alerts_are_listed(project, monkeypatch):
+    import annotate.agreement_report as report
+
     build(project)
     project.agreement_alert_threshold = 0.99
     project.save()
-    assert "Alerts:\n  Stage 1 · Is safe · alpha" in _run(project.slug)
+    # Eight items are too few to alert on; with the minimum lowered, the alert is listed with its n.
+    assert "No alerts." in _run(project.slug)
+    monkeypatch.setattr(report, "ALERT_MIN_UNITS", 1)
+    text = _run(project.slug)
+    assert "Alerts:\n  Stage 1 · Is safe · alpha" in text and "(n = " in text
 
 
 def test_an_unknown_project_is_an_error(db):

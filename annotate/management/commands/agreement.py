@@ -110,7 +110,7 @@ def summary(payload: dict[str, Any]) -> str:
     if payload["alerts"]:
         lines.append("Alerts:")
         lines += [
-            f"  {alert['label']}: {alert['value']:.3f} < {alert['threshold']:.2f}"
+            f"  {alert['label']}: {alert['value']:.3f} < {alert['threshold']:.2f} (n = {alert.get('n_units', '?')})"
             for alert in payload["alerts"]
         ]
     else:
