@@ -4,6 +4,7 @@ it (long model paths on the job page and long guidelines included)."""
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from annotate.models import Stage
 from tests.factories import PromptFactory, QAPairFactory, Stage1WorkItemFactory
@@ -63,6 +64,8 @@ def test_no_page_overflows_a_phone(
     page.goto(f"/projects/{slug}/label/1/")
     page.keyboard.press("s")
     page.keyboard.press("Enter")
+    # The submit swaps the task in (its bar included): open the list only once the swap is done.
+    expect(page.get_by_test_id("done-today")).to_have_text("1")
     page.get_by_text("Answers", exact=True).click()
     page.get_by_test_id("history").wait_for()
     for url in (f"/projects/{slug}/label/1/", f"/projects/{slug}/label/1/history/"):
