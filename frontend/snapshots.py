@@ -16,8 +16,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from annotate.access import DATA_ROLES, get_project_for_user
 from annotate.exporting import snapshot_create
+from annotate.exporting.contents import exclusions, source_totals
 from annotate.exporting.selectors import snapshots_for_project
-from annotate.exporting.sources import EXCLUSION_REASONS, SOURCE_NAMES
 from annotate.models import ExportFormat, FileFormat, Snapshot, SnapshotStatus
 from frontend.forms import add_service_errors
 from frontend.views import HtmxHttpRequest, _project_context, render_page
@@ -46,7 +46,7 @@ class SnapshotForm(forms.Form):
         required=False,
         initial=False,
         help_text="Off by default: a dataset that measures workers must not hold the expert answers they are "
-        "scored against. Tick it for a training set.",
+        "scored against. Tick it for a training set. Raw: ticked keeps the workers' labels given on gold items.",
     )
     min_agreement = forms.FloatField(
         label="Minimum agreement",
@@ -103,21 +103,16 @@ def _rows(snapshots: Any) -> list[dict[str, Any]]:
 def _row(snapshot: Snapshot) -> dict[str, Any]:
     done = snapshot.status in (SnapshotStatus.SUCCEEDED, SnapshotStatus.FAILED)
     filters = {key: value for key, value in (snapshot.filters or {}).items() if value is not None}
+    row_counts = snapshot.row_counts or {}
     return {
         "snapshot": snapshot,
         "done": done,
         "percent": round(100 * snapshot.progress),
         "filters": filters,
-        "excluded": sum((snapshot.row_counts or {}).get("excluded", {}).values()),
-        "excluded_reasons": [
-            (EXCLUSION_REASONS.get(reason, reason), count)
-            for reason, count in ((snapshot.row_counts or {}).get("excluded") or {}).items()
-        ],
-        "sources": [
-            (SOURCE_NAMES.get(name, name), count)
-            for name, count in ((snapshot.row_counts or {}).get("consensus_sources") or {}).items()
-            if count
-        ],
+        # "Sources: 812 worker consensus · 40 adjudicated · 0 expert (gold)" and "Excluded: 120 not
+        # settled yet, 8 below agreement 0.8", from the counts the build recorded.
+        "sources": source_totals(row_counts),
+        "excluded": exclusions(row_counts, snapshot.filters or {}, snapshot.format),
         "downloads": [
             {
                 **file,

@@ -14,8 +14,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from annotate.categories import HARM_CATEGORIES
+from annotate.exporting.contents import exclusions, gold_statement, source_rows
 from annotate.exporting.formats import CATEGORY, Column, hf_features
-from annotate.exporting.sources import EXCLUSION_REASONS
+from annotate.exporting.sources import EXCLUSION_REASONS, SOURCE_NAMES
+from annotate.exporting.split import SPLITS
 from annotate.models import ExportFormat, Snapshot
 
 MANIFEST_VERSION = 1
@@ -282,6 +284,56 @@ def _agreement_section(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _sources_section(
+    snapshot: Snapshot, counts: dict[str, Any], data_files: list[dict[str, Any]]
+) -> list[str]:
+    filters = snapshot.filters or {}
+    raw = snapshot.format == ExportFormat.RAW
+    lines = ["## Label sources", ""]
+    if raw:
+        lines += ["Every row is one worker's label; counted by the kind of item it was given on.", ""]
+    else:
+        order = ["an admin's adjudication", "the settled worker consensus"]
+        if filters.get("include_gold"):
+            order.append("the expert (gold) label")
+        if not filters.get("settled_only", True):
+            order.append("a provisional majority of the labels so far")
+        lines += [f"Each row's label is the first that exists of: {', '.join(order)}.", ""]
+    table = source_rows(counts)
+    if table:
+        splits = [s for s in SPLITS if any(f["split"] == s and f["rows"] for f in data_files) and s in table]
+        columns = [*splits, "all"]
+        lines += ["| source | key | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * len(columns)]
+        for name in table["all"]:
+            cells = [str(table[column].get(name, 0)) for column in columns]
+            lines.append(f"| {SOURCE_NAMES.get(name, name)} | `{name}` | " + " | ".join(cells) + " |")
+        lines.append("")
+    safety = counts.get("response_safety_sources") or {}
+    if safety:
+        described = ", ".join(f"{SOURCE_NAMES.get(name, name)} {count}" for name, count in safety.items())
+        lines += [f"The responses' stage-1 safety (two per row) came from: {described}.", ""]
+    lines += [gold_statement(counts, filters, snapshot.format), ""]
+    return lines
+
+
+def _excluded_section(snapshot: Snapshot, counts: dict[str, Any]) -> list[str]:
+    found = exclusions(counts, snapshot.filters or {}, snapshot.format)
+    unit = "labels" if snapshot.format == ExportFormat.RAW else "rows"
+    lines = [f"## Excluded {unit}", ""]
+    if not found:
+        return [*lines, f"No {unit} were left out.", ""]
+    total = sum(count for _, _, count in found)
+    lines += [
+        f"{total} {unit} were left out, each counted once, under the first check it failed:",
+        "",
+        f"| reason | key | {unit} | what it means |",
+        "|---|---|---:|---|",
+    ]
+    for reason, label, count in found:
+        lines.append(f"| {label} | `{reason}` | {count} | {EXCLUSION_REASONS.get(reason, '')} |")
+    return [*lines, ""]
+
+
 def build_card(
     *, snapshot: Snapshot, manifest: dict[str, Any], schemas: Mapping[str, Sequence[Column]]
 ) -> str:
@@ -341,20 +393,8 @@ def build_card(
         f"(split by prompt, test ratio {snapshot.test_ratio}, seed {snapshot.seed}; no prompt is in both).",
         "",
     ]
-    sources = counts.get("consensus_sources") or {}
-    if sources:
-        lines += [
-            "Where each row's consensus came from: "
-            + ", ".join(f"{name} {count}" for name, count in sources.items())
-            + " (adjudication > settled worker majority > expert label > provisional majority).",
-            "",
-        ]
-    excluded = {k: v for k, v in (counts.get("excluded") or {}).items() if v}
-    if excluded:
-        lines += ["Excluded:", "", "| reason | rows | meaning |", "|---|---:|---|"]
-        for reason, count in excluded.items():
-            lines.append(f"| `{reason}` | {count} | {EXCLUSION_REASONS.get(reason, '')} |")
-        lines.append("")
+    lines += _sources_section(snapshot, counts, data_files)
+    lines += _excluded_section(snapshot, counts)
     lines += ["## Distribution", ""]
     for key, stats in manifest["statistics"].items():
         title = {"default": "Rows", "stage1": "Stage-1 labels", "stage2": "Stage-2 labels"}.get(key, key)

@@ -124,6 +124,17 @@ def qa_pair_rows(project: Project, filters: ExportFilters) -> QuerySet[QAPair, t
     return result
 
 
+def stage1_gold_only_count(project: Project) -> int:
+    """QA pairs only an expert label settles: neither settled by workers nor adjudicated, but gold."""
+    return QAPair.objects.filter(
+        project=project,
+        work_item__stage=Stage.CLASSIFY,
+        work_item__settled_at__isnull=True,
+        work_item__adjudication__isnull=True,
+        gold__isnull=False,
+    ).count()
+
+
 def stage1_labels_by_qa_pair(project: Project) -> Iterator[tuple[int, int, int, Any]]:
     """(qa_pair_id, categories, guideline_version, created_at) of every stage-1 label, by QA pair."""
     return (
@@ -168,6 +179,17 @@ PAIR_LABEL_FIELDS = ("a_labels", "a_safe", "a_other_version", "b_labels", "b_saf
 
 def stage2_items_count(project: Project) -> int:
     return WorkItem.objects.filter(project=project, stage=Stage.RANK).count()
+
+
+def stage2_gold_only_count(project: Project) -> int:
+    """Response pairs only an expert label settles: neither settled by workers nor adjudicated, but gold."""
+    return ResponsePair.objects.filter(
+        project=project,
+        work_item__stage=Stage.RANK,
+        work_item__settled_at__isnull=True,
+        work_item__adjudication__isnull=True,
+        gold__isnull=False,
+    ).count()
 
 
 def _stage1_count(qa_ref: str, condition: Q | None = None) -> Coalesce:
@@ -297,9 +319,49 @@ def raw_stage2_labels(project: Project, filters: ExportFilters) -> QuerySet[Stag
     )
 
 
-def stage1_labels_count(project: Project) -> int:
-    return Stage1Label.objects.filter(qa_pair__project=project).count()
-
-
-def stage2_labels_count(project: Project) -> int:
-    return Stage2Label.objects.filter(response_pair__project=project).count()
+def raw_exclusions(project: Project, filters: ExportFilters) -> tuple[int, dict[str, int]]:
+    """Every label of the project, and how many of them each raw filter leaves out, keyed by the
+    filter ("stage", "settled_only", "include_gold", "guideline_version", "dates"). A label is counted
+    under the first filter it fails, in that order: one conditional count per label table."""
+    total = 0
+    dropped: dict[str, int] = {}
+    for stage, model, item in (
+        (Stage.CLASSIFY, Stage1Label, "qa_pair"),
+        (Stage.RANK, Stage2Label, "response_pair"),
+    ):
+        labels = model.objects.filter(**{f"{item}__project": project})
+        if filters.stage is not None and filters.stage != stage:
+            count = labels.count()
+            total += count
+            dropped["stage"] = dropped.get("stage", 0) + count
+            continue
+        passes: list[tuple[str, Q]] = []
+        if filters.settled_only:
+            passes.append(
+                (
+                    "settled_only",
+                    Q(**{f"{item}__work_item__settled_at__isnull": False})
+                    | Q(**{f"{item}__work_item__adjudication__isnull": False}),
+                )
+            )
+        if not filters.include_gold:
+            passes.append(("include_gold", Q(**{f"{item}__work_item__is_gold": False})))
+        if filters.guideline_version is not None:
+            passes.append(("guideline_version", Q(guideline_version=filters.guideline_version)))
+        dates = Q()
+        if filters.date_from_value is not None:
+            dates &= Q(created_at__gte=filters.date_from_value)
+        if filters.date_to_value is not None:
+            dates &= Q(created_at__lte=filters.date_to_value)
+        if dates:
+            passes.append(("dates", dates))
+        counts: dict[str, Count] = {"all": Count("pk")}
+        passed = Q()
+        for name, condition in passes:
+            counts[name] = Count("pk", filter=passed & ~condition)
+            passed &= condition
+        result = labels.aggregate(**counts)
+        total += result.pop("all")
+        for name, count in result.items():
+            dropped[name] = dropped.get(name, 0) + count
+    return total, dropped

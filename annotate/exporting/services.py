@@ -16,6 +16,7 @@ import logging
 import shutil
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -212,8 +213,9 @@ def _consistent_read() -> Iterator[bool]:
 
 def _write_rows(
     *, snapshot: Snapshot, source: RowSource, folder: Path, progress: _ProgressRecorder
-) -> list[dict[str, Any]]:
-    """Stream the source's rows into one file per (file spec, split); the files' descriptions."""
+) -> tuple[list[dict[str, Any]], dict[str, Counter[str]]]:
+    """Stream the source's rows into one file per (file spec, split); the files' descriptions, and the
+    rows per split by where their label came from."""
     splitter = Splitter(seed=snapshot.seed, test_ratio=snapshot.test_ratio)
     splits = SPLITS if snapshot.test_ratio > 0 else SPLITS[:1]
     parquet = snapshot.file_format == FileFormat.PARQUET
@@ -235,10 +237,12 @@ def _write_rows(
         # The loop runs once per row: look-ups are prepared here, nested by key then split.
         write = {key: {split: writers[(key, split)].write for split in splits} for key in stats}
         observe = {key: stat.observe for key, stat in stats.items()}
+        by_source = {split: Counter[str]() for split in splits}
         for written, (key, prompt_hash, row) in enumerate(source.rows(), 1):
             split = split_of(prompt_hash)
             write[key][split](row)
             observe[key](split, row)
+            by_source[split][source.last_source] += 1
             if written % PROGRESS_EVERY_ROWS == 0:
                 progress(source.seen, source.total)
         progress(source.seen, source.total, force=True)
@@ -248,7 +252,7 @@ def _write_rows(
     for file in described:
         writer = writers[(file["key"], file["split"])]
         file.update(rows=writer.rows, bytes=writer.bytes, sha256=writer.sha256)
-    return described
+    return described, by_source
 
 
 def _describe(
@@ -267,7 +271,9 @@ def _describe(
     }
 
 
-def _row_counts(source: RowSource, files: list[dict[str, Any]]) -> dict[str, Any]:
+def _row_counts(
+    source: RowSource, files: list[dict[str, Any]], by_source: dict[str, Counter[str]]
+) -> dict[str, Any]:
     by_split = dict.fromkeys(SPLITS, 0)
     for file in files:
         by_split[file["split"]] += file["rows"]
@@ -277,7 +283,14 @@ def _row_counts(source: RowSource, files: list[dict[str, Any]]) -> dict[str, Any
         "by_file": {file["name"]: file["rows"] for file in files},
         "excluded": {reason: n for reason, n in sorted(source.excluded.items()) if n},
         "consensus_sources": dict(sorted(source.sources.items())),
+        "sources": {},
     }
+    # Per split, the rows by where their label came from (raw: labels by the kind of item they were
+    # given on), with every source the export could have drawn on, zeros too (docs/exports.md).
+    for split in SPLITS:
+        counted = by_source.get(split, Counter())
+        names = [*source.source_names, *sorted(set(counted) - set(source.source_names))]
+        counts["sources"][split] = {name: counted.get(name, 0) for name in names}
     counts.update(source.extra())
     return counts
 
@@ -299,7 +312,9 @@ def snapshot_build(*, snapshot: Snapshot, progress: Progress | None = None) -> S
             agreement = latest_agreement_payload(snapshot.project)
             filters = parse_filters(snapshot.format, snapshot.filters)
             source = source_for(snapshot.format, snapshot.project, filters)
-            data_files = _write_rows(snapshot=snapshot, source=source, folder=folder, progress=recorder)
+            data_files, by_source = _write_rows(
+                snapshot=snapshot, source=source, folder=folder, progress=recorder
+            )
         files = [
             _describe(
                 folder,
@@ -313,7 +328,7 @@ def snapshot_build(*, snapshot: Snapshot, progress: Progress | None = None) -> S
             )
             for f in data_files
         ]
-        row_counts = _row_counts(source, files)
+        row_counts = _row_counts(source, files, by_source)
         schemas = {spec.key: spec.columns for spec in source.files}
         manifest = build_manifest(
             snapshot=snapshot,

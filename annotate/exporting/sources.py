@@ -3,11 +3,13 @@
 Consensus, first that exists (docs/exports.md):
   1. an admin's adjudication of the item;
   2. the settled worker consensus (the majority that settled the item);
-  3. the expert (gold) label, when `include_gold` (asked for; off by default): items imported with labels, or marked
-     gold by a researcher, and never settled by workers are exported with the expert's answer;
+  3. the expert (gold) label, when `include_gold` (asked for; off by default): items imported with
+     labels, or marked gold by a researcher, and never settled by workers are exported with the
+     expert's answer (without it they are left out as `gold_not_included`);
   4. with `settled_only` off, a provisional majority of the labels given so far.
 A row that has none is excluded as `no_consensus`. Every exclusion is counted by its reason, and each
-exported row's consensus source is counted, for the manifest.
+exported row's consensus source is counted, for the manifest; `last_source` names the source of the
+row just yielded, so the build can count the sources per split.
 
 A source yields (file key, prompt content hash, row tuple in the format's column order) and counts as it
 goes; `seen` and `total` give the progress.
@@ -39,16 +41,22 @@ from annotate.exporting.streaming import stream
 from annotate.models import ExportFormat, Project, Stage
 
 ADJUDICATION, WORKERS, GOLD, PROVISIONAL = "adjudication", "workers", "gold", "provisional"
-# What a row's label came from, in words (the snapshots page).
+# A raw row is a worker's own label: counted by whether it was given on a gold item or an ordinary one.
+ORDINARY_ITEMS, GOLD_ITEMS = "ordinary_items", "gold_items"
+# What a row's label came from, in a few words (the Datasets page, the card), in the order shown.
 SOURCE_NAMES = {
-    ADJUDICATION: "adjudicated by an admin",
     WORKERS: "worker consensus",
-    GOLD: "expert (gold) label",
-    PROVISIONAL: "provisional majority (unsettled)",
+    ADJUDICATION: "adjudicated",
+    GOLD: "expert (gold)",
+    PROVISIONAL: "provisional (unsettled)",
+    ORDINARY_ITEMS: "labels on ordinary items",
+    GOLD_ITEMS: "labels on gold items",
 }
 
-# Exclusion reasons, as counted in the manifest.
+# Exclusion reasons, as counted in the manifest. Each filter that drops rows counts under its own
+# reason; a row is counted once, under the first check it fails.
 NO_CONSENSUS = "no_consensus"
+GOLD_NOT_INCLUDED = "gold_not_included"
 RESPONSE_SAFETY_UNKNOWN = "response_safety_unknown"
 INVARIANT_BROKEN = "invariant_broken"
 UNSAFE_WITHOUT_CATEGORY = "unsafe_without_category"
@@ -56,17 +64,25 @@ OUTSIDE_DATE_RANGE = "outside_date_range"
 GUIDELINE_VERSION = "guideline_version"
 NO_WORKER_LABELS = "no_worker_labels"
 BELOW_MIN_AGREEMENT = "below_min_agreement"
+OTHER_STAGE = "other_stage"
+NOT_SETTLED = "not_settled"
+# Snapshots built before raw exclusions had reasons of their own counted them all under this one.
 FILTERED_OUT = "filtered_out"
 EXCLUSION_REASONS = {
-    NO_CONSENSUS: "no final consensus (not settled, adjudicated or expert-labelled), or no majority yet",
+    NO_CONSENSUS: "no final consensus yet: not settled by workers nor adjudicated (with settled_only off: "
+    "no majority among the labels so far either)",
+    GOLD_NOT_INCLUDED: "the only label is an expert (gold) one (pku-saferlhf: for the pair or a response's "
+    "safety), and include_gold is off; raw: a label given on a gold item, with include_gold off",
     RESPONSE_SAFETY_UNKNOWN: "a response of the pair has no stage-1 safety consensus",
     INVARIANT_BROKEN: "exactly one response is safe but the consensus ranks the other as safer",
     UNSAFE_WITHOUT_CATEGORY: "the consensus says unsafe without naming a harm category (a PKU-SafeRLHF expert "
     "verdict), which a BeaverTails row cannot state",
-    OUTSIDE_DATE_RANGE: "the consensus was reached outside date_from..date_to",
+    OUTSIDE_DATE_RANGE: "the consensus was reached (raw: the label was given) outside date_from..date_to",
     GUIDELINE_VERSION: "a label behind the row was given under another guideline version, or there is none",
     NO_WORKER_LABELS: "min_agreement was asked but the row's consensus rests on no worker labels",
     BELOW_MIN_AGREEMENT: "the share of worker labels agreeing with the consensus is under min_agreement",
+    OTHER_STAGE: "raw: a label of the stage the stage filter leaves out",
+    NOT_SETTLED: "raw: a label on an item not settled nor adjudicated yet, with settled_only on",
     FILTERED_OUT: "a label outside the filters (stage, settled_only, include_gold, dates, guideline version)",
 }
 # Shares are compared with this slack, so min_agreement=0.6667 keeps two votes of three.
@@ -98,6 +114,10 @@ class RowSource(Protocol):
     seen: int
     excluded: Counter[str]
     sources: Counter[str]
+    # The sources this export's rows can come from, in the order they are shown (zeros included).
+    source_names: tuple[str, ...]
+    # The source of the row rows() yielded last.
+    last_source: str
 
     def rows(self) -> Iterator[tuple[str, str, tuple[Any, ...]]]: ...
 
@@ -247,6 +267,13 @@ class RawStage1Stats(BeaverTailsStats):
         self.counts.by_split[split][row[7]] += 1
 
 
+def _consensus_source_names(filters: ExportFilters) -> tuple[str, ...]:
+    """Worker consensus, adjudication and gold are always shown (a 0 says as much as a count);
+    provisional majorities only where settled_only is off."""
+    names = (WORKERS, ADJUDICATION, GOLD)
+    return names if filters.settled_only else (*names, PROVISIONAL)
+
+
 # --- beavertails -------------------------------------------------------------------------------------
 
 
@@ -263,8 +290,17 @@ class BeaverTailsSource:
         self.seen = 0
         self.excluded: Counter[str] = Counter()
         self.sources: Counter[str] = Counter()
-        # Items the query left out for want of a final consensus.
-        self.excluded[NO_CONSENSUS] = selectors.stage1_items_count(project) - self.total
+        self.source_names = _consensus_source_names(filters)
+        self.last_source = WORKERS
+        # Items the query left out for want of a final consensus: those only an expert label settles
+        # (when gold is not included), and the others.
+        gold_only = (
+            selectors.stage1_gold_only_count(project)
+            if filters.settled_only and not filters.include_gold
+            else 0
+        )
+        self.excluded[GOLD_NOT_INCLUDED] = gold_only
+        self.excluded[NO_CONSENSUS] = selectors.stage1_items_count(project) - self.total - gold_only
         self.stats = BeaverTailsStats()
 
     def stats_for(self, key: str) -> Stats:
@@ -297,11 +333,12 @@ class BeaverTailsSource:
             elif not settled_only and labels:
                 provisional = stage1_consensus([label[1] for label in labels])
                 if provisional is None:
-                    excluded[NO_CONSENSUS] += 1
+                    # Past the gold branch, an expert label means include_gold is off.
+                    excluded[NO_CONSENSUS if g_mask is None else GOLD_NOT_INCLUDED] += 1
                     continue
                 (mask, safe), at, source = provisional, max(label[3] for label in labels), PROVISIONAL
             else:
-                excluded[NO_CONSENSUS] += 1
+                excluded[NO_CONSENSUS if g_mask is None else GOLD_NOT_INCLUDED] += 1
                 continue
             if _outside(filters, low, high, at):
                 excluded[OUTSIDE_DATE_RANGE] += 1
@@ -321,6 +358,7 @@ class BeaverTailsSource:
                 excluded[UNSAFE_WITHOUT_CATEGORY] += 1
                 continue
             sources[source] += 1
+            self.last_source = source
             yield "", prompt_hash, (prompt, response, mask, mask == 0)
 
 
@@ -368,7 +406,15 @@ class PkuSaferRlhfSource:
         self.excluded: Counter[str] = Counter()
         self.sources: Counter[str] = Counter()
         self.safety_sources: Counter[str] = Counter()
-        self.excluded[NO_CONSENSUS] = selectors.stage2_items_count(project) - self.total
+        self.source_names = _consensus_source_names(filters)
+        self.last_source = WORKERS
+        gold_only = (
+            selectors.stage2_gold_only_count(project)
+            if filters.settled_only and not filters.include_gold
+            else 0
+        )
+        self.excluded[GOLD_NOT_INCLUDED] = gold_only
+        self.excluded[NO_CONSENSUS] = selectors.stage2_items_count(project) - self.total - gold_only
         self.stats = PreferenceStats(offset=3)
 
     def stats_for(self, key: str) -> Stats:
@@ -408,11 +454,11 @@ class PkuSaferRlhfSource:
                 better = majority(label[1] for label in labels)
                 safer = majority(label[2] for label in labels)
                 if better is None or safer is None:
-                    excluded[NO_CONSENSUS] += 1
+                    excluded[NO_CONSENSUS if g_better is None else GOLD_NOT_INCLUDED] += 1
                     continue
                 at, source = max(label[4] for label in labels), PROVISIONAL
             else:
-                excluded[NO_CONSENSUS] += 1
+                excluded[NO_CONSENSUS if g_better is None else GOLD_NOT_INCLUDED] += 1
                 continue
             safety_0 = _response_safety(
                 adjudicated=qa0_adjudicated, settled_at=qa0_settled, consensus=qa0_consensus, gold=qa0_gold,
@@ -423,7 +469,13 @@ class PkuSaferRlhfSource:
                 include_gold=include_gold, settled_only=settled_only, labels=counts[2], safe_labels=counts[3],
             )  # fmt: skip
             if safety_0 is None or safety_1 is None:
-                excluded[RESPONSE_SAFETY_UNKNOWN] += 1
+                # Left out for want of gold only when an expert label would give every missing safety.
+                gold_would = (
+                    not include_gold
+                    and (safety_0 is not None or qa0_gold is not None)
+                    and (safety_1 is not None or qa1_gold is not None)
+                )
+                excluded[GOLD_NOT_INCLUDED if gold_would else RESPONSE_SAFETY_UNKNOWN] += 1
                 continue
             (safe_0, safety_source_0), (safe_1, safety_source_1) = safety_0, safety_1
             if _outside(filters, low, high, at):
@@ -457,6 +509,7 @@ class PkuSaferRlhfSource:
                 excluded[INVARIANT_BROKEN] += 1
                 continue
             sources[source] += 1
+            self.last_source = source
             self.safety_sources[safety_source_0] += 1
             self.safety_sources[safety_source_1] += 1
             yield "", prompt_hash, (prompt, response_0, response_1, safe_0, safe_1, better, safer)
@@ -495,6 +548,16 @@ class _RawStage2Stats(PreferenceStats):
         super().observe(split, (row[10], row[11]))
 
 
+# The reason a raw label is left out, by the filter that leaves it out (selectors.raw_exclusions).
+_RAW_REASONS = {
+    "stage": OTHER_STAGE,
+    "settled_only": NOT_SETTLED,
+    "include_gold": GOLD_NOT_INCLUDED,
+    "guideline_version": GUIDELINE_VERSION,
+    "dates": OUTSIDE_DATE_RANGE,
+}
+
+
 class RawSource:
     """One row per worker label; stage 1 and stage 2 in files of their own (their fields differ)."""
 
@@ -516,10 +579,20 @@ class RawSource:
         }
         counts = {stage: query.count() for stage, query in self.queries.items()}
         self.total = sum(counts.values())
-        all_labels = selectors.stage1_labels_count(project) + selectors.stage2_labels_count(project)
+        all_labels, dropped = selectors.raw_exclusions(project, filters)
+        self.excluded: Counter[str] = Counter(
+            {_RAW_REASONS[name]: count for name, count in dropped.items() if count}
+        )
+        # A label the reasons missed (none should be) is still counted.
+        missed = all_labels - self.total - sum(self.excluded.values())
+        if missed:
+            self.excluded[FILTERED_OUT] += missed
         self.seen = 0
-        self.excluded: Counter[str] = Counter({FILTERED_OUT: all_labels - self.total})
+        # A raw row is a worker's own label: no consensus source (consensus_sources stays empty); the
+        # rows are counted per split by the kind of item they were given on.
         self.sources: Counter[str] = Counter()
+        self.source_names: tuple[str, ...] = (ORDINARY_ITEMS, GOLD_ITEMS)
+        self.last_source = ORDINARY_ITEMS
         self.pseudonyms = Pseudonyms(project)
         self._stats: dict[str, Stats] = {"stage1": RawStage1Stats(), "stage2": _RawStage2Stats()}
         self.workers: dict[str, set[str]] = {"stage1": set(), "stage2": set()}
@@ -540,6 +613,7 @@ class RawSource:
                     (pk, worker_id, prompt_id, prompt_hash, qa_pair_id, prompt, response, mask, safe, version, time_ms, created, updated, is_gold) = row  # fmt: skip
                     worker = pseudonym(worker_id)
                     workers.add(worker)
+                    self.last_source = GOLD_ITEMS if is_gold else ORDINARY_ITEMS
                     yield "stage1", prompt_hash, (
                         pk, 1, worker, prompt_id, qa_pair_id, prompt, response, mask, safe, version, time_ms,
                         created.isoformat(), updated.isoformat(), bool(is_gold),
@@ -550,6 +624,7 @@ class RawSource:
                     (pk, worker_id, prompt_id, prompt_hash, pair_id, qa_a, qa_b, prompt, response_0, response_1, better, safer, swapped, version, time_ms, created, updated, is_gold) = row  # fmt: skip
                     worker = pseudonym(worker_id)
                     workers.add(worker)
+                    self.last_source = GOLD_ITEMS if is_gold else ORDINARY_ITEMS
                     yield "stage2", prompt_hash, (
                         pk, 2, worker, prompt_id, pair_id, qa_a, qa_b, prompt, response_0, response_1, better,
                         safer, swapped, version, time_ms, created.isoformat(), updated.isoformat(), bool(is_gold),

@@ -196,7 +196,7 @@ def test_the_pku_import_exports_unlabelled_with_its_expert_labels(project, resea
 
     # Off by default, the expert answers are no consensus: nothing is exported, and it says why.
     default = export(project, researcher, format="pku-saferlhf", test_ratio=0)
-    assert default.row_counts["total"] == 0 and default.row_counts["excluded"] == {"no_consensus": 16}
+    assert default.row_counts["total"] == 0 and default.row_counts["excluded"] == {"gold_not_included": 16}
     snapshot = export(
         project, researcher, format="pku-saferlhf", test_ratio=0, filters={"include_gold": True}
     )

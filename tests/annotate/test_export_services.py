@@ -179,7 +179,8 @@ def test_without_gold_only_worker_and_adjudicated_consensus_counts(project):
     snapshot = build(project, test_ratio=0, filters={"include_gold": False})
     assert gold_only.response not in by_response(snapshot)
     assert snapshot.row_counts["total"] == 1
-    assert snapshot.row_counts["excluded"] == {"no_consensus": 1}
+    # Left out for want of gold, and counted so.
+    assert snapshot.row_counts["excluded"] == {"gold_not_included": 1}
 
 
 def test_an_expert_unsafe_verdict_without_category_is_left_out_of_beavertails(project):
@@ -321,7 +322,8 @@ def test_a_pair_needs_the_safety_of_both_responses(project):
     assert (row["is_response_0_safe"], row["is_response_1_safe"]) == (True, False)
     assert with_gold.row_counts["excluded"] == {"response_safety_unknown": 1}
     assert with_gold.row_counts["response_safety_sources"] == {"gold": 1, "workers": 1}
-    assert without_gold.row_counts["excluded"] == {"response_safety_unknown": 2}
+    # Without gold, one response's safety is unknown; the other's is only an expert's.
+    assert without_gold.row_counts["excluded"] == {"gold_not_included": 1, "response_safety_unknown": 1}
 
 
 def test_pku_min_agreement_counts_stage_2_and_the_responses_safety_labels(project):
@@ -393,7 +395,7 @@ def test_raw_filters_by_stage_and_settled_items(project):
     snapshot = build(project, format="raw", test_ratio=0, filters={"stage": 1, "settled_only": True})
     assert [f["name"] for f in snapshot.files if f.get("split")] == ["stage1-train.jsonl"]
     assert snapshot.row_counts["total"] == 3
-    assert snapshot.row_counts["excluded"] == {"filtered_out": 1}
+    assert snapshot.row_counts["excluded"] == {"not_settled": 1}
 
 
 # --- the split ------------------------------------------------------------------------------------------

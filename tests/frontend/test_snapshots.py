@@ -177,7 +177,7 @@ def test_a_snapshot_says_where_its_rows_came_from_and_why_rows_were_left_out(cli
     snapshot_build(snapshot=default)
     assert default.filters["include_gold"] is False
     assert default.row_counts["consensus_sources"] == {"workers": 1}
-    assert default.row_counts["excluded"] == {"no_consensus": 1}
+    assert default.row_counts["excluded"] == {"gold_not_included": 1}
     with_gold = snapshot_create(
         project=project,
         user=researcher,
@@ -190,9 +190,9 @@ def test_a_snapshot_says_where_its_rows_came_from_and_why_rows_were_left_out(cli
     assert with_gold.row_counts["consensus_sources"] == {"gold": 1, "workers": 1}
     client.force_login(researcher)
     html = client.get(page(project)).content.decode()
-    assert "From: 1 worker consensus</div>" in html
-    assert "From: 1 expert (gold) label · 1 worker consensus</div>" in html
-    assert "1 excluded</summary>" in html and "1: no final consensus (not settled" in html
+    assert '>1 worker consensus ·</span> <span class="nowrap">0 adjudicated ·</span>' in html
+    assert ">1 expert (gold)</span>" in html and ">0 expert (gold)</span>" in html
+    assert "1 only an expert label (gold not included)</span>" in html
     # The form offers expert labels unticked, and says why.
     form = html.split('name="include_gold"')[1][:80]
     assert "checked" not in form and "must not hold the expert answers" in html
